@@ -1,0 +1,58 @@
+/* drain.c - the drain loop, the one hot loop of pysock.
+ *
+ * Read and discard until the socket would block: on Linux recv(MSG_TRUNC)
+ * discards in the kernel without copying, elsewhere into one 64 KiB buffer.
+ * No allocation, no clock read: the waiting (poll, deadlines, idle timer)
+ * is reap.c's, one clock read per wait.
+ */
+#include "platform.h"
+
+/* Written by the kernel, never read: sharing it between threads is
+ * harmless, and it keeps the loop free of allocation. */
+static char ps_discard[65536];
+
+/* With MSG_TRUNC the length only bounds one call: ask for a lot, so a full
+ * receive buffer is discarded in one system call. */
+#define PS_DRAIN_CHUNK \
+    (PS_SYS_ZERO_COPY ? (size_t)16 * 1024 * 1024 : sizeof ps_discard)
+
+/* 0: would block; 1: over (res.reason is eof, reset or max_bytes). */
+int ps_drain_burst(ps_op *op)
+{
+    ps_sock s = (ps_sock)op->fd;
+    for (;;) {
+        size_t want = PS_DRAIN_CHUNK;
+        long n;
+        int e;
+        if (op->max_bytes) {
+            uint64_t left = op->max_bytes - op->res.drained;
+            if (left == 0) {
+                op->res.reason = PS_REASON_MAX_BYTES;
+                return 1;
+            }
+            if (left < want)
+                want = (size_t)left;
+        }
+        n = ps_sys_recv_discard(s, ps_discard, want);
+        if (n > 0) {
+            op->res.drained += (uint64_t)n;
+            op->got_data = 1;
+            continue;
+        }
+        if (n == 0) {
+            op->res.peer_eof = 1;
+            op->res.reason = PS_REASON_EOF;
+            return 1;
+        }
+        e = ps_sys_error();
+        if (e == PS_OS_EWOULDBLOCK || e == PS_OS_EAGAIN)
+            return 0;
+        if (e == PS_OS_EINTR)
+            continue;
+        /* Any other receive error is the connection failing (RST,
+         * keepalive timeout, unreachable): it ends like a reset. */
+        op->res.reason = PS_REASON_RESET;
+        ps_set_error(&op->res.err, e, PS_STEP_RECV);
+        return 1;
+    }
+}

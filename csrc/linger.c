@@ -1,0 +1,284 @@
+/* linger.c - SO_LINGER, shutdown, and close by policy.
+ *
+ * Close discipline (after libuv): check that the handle is a socket before
+ * anything else, so a descriptor that is not one is never closed; never
+ * retry close (after EINTR the descriptor is gone on Linux); ignore EINVAL
+ * from SO_LINGER on a socket already shut down (macOS, Solaris).
+ */
+#include <string.h>
+
+#include "platform.h"
+
+void ps_set_error(ps_error *err, int oserr, int step)
+{
+    err->oserr = oserr;
+    err->code = ps_sys_portable(oserr);
+    err->step = step;
+}
+
+static int fail(ps_error *err, int step)
+{
+    ps_set_error(err, ps_sys_error(), step);
+    return PS_FAIL;
+}
+
+static int bad_args(ps_error *err)
+{
+    err->code = PS_EINVAL;
+    err->oserr = 0;
+    err->step = PS_STEP_ARGS;
+    return PS_FAIL;
+}
+
+int ps_init(void) { return ps_sys_init(); }
+
+int ps_drain_zero_copy(void) { return PS_SYS_ZERO_COPY; }
+
+int ps_set_linger(intptr_t fd, int enabled, int seconds, ps_error *err)
+{
+    memset(err, 0, sizeof *err);
+    if (seconds < 0 || seconds > 65535)
+        return bad_args(err);
+    if (ps_sys_set_linger((ps_sock)fd, enabled, seconds) != 0)
+        return fail(err, PS_STEP_SETLINGER);
+    return PS_DONE;
+}
+
+int ps_get_linger(intptr_t fd, int *enabled, int *seconds, ps_error *err)
+{
+    memset(err, 0, sizeof *err);
+    if (ps_sys_get_linger((ps_sock)fd, enabled, seconds) != 0)
+        return fail(err, PS_STEP_GETLINGER);
+    return PS_DONE;
+}
+
+int ps_shutdown(intptr_t fd, int how, ps_error *err)
+{
+    int type;
+    memset(err, 0, sizeof *err);
+    if (how < PS_SHUT_RECEIVE || how > PS_SHUT_BOTH)
+        return bad_args(err);
+    if (ps_sys_socktype((ps_sock)fd, &type) != 0)
+        return fail(err, PS_STEP_SOCKTYPE);
+    if (ps_sys_shutdown((ps_sock)fd, how) != 0)
+        return fail(err, PS_STEP_SHUTDOWN);
+    return PS_DONE;
+}
+
+/* Free the handle: record what the peer will see, abort if asked, close.
+ * `fin_sent`: shutdown(send) was done, so the FIN counts as unacked. */
+static int release(ps_sock s, ps_result *res, int abort_now, int fin_sent,
+                   double start)
+{
+    unsigned long n = 0;
+    int e;
+
+    res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
+    if (abort_now) {
+        if (ps_sys_set_linger(s, 1, 0) != 0) {
+            e = ps_sys_error();
+            if (e != PS_OS_EINVAL) {
+                ps_set_error(&res->err, e, PS_STEP_SETLINGER);
+                return PS_FAIL;
+            }
+        }
+        res->how = PS_HOW_ABORTIVE;
+    } else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
+               ps_sys_pending_input(s, &n) == 0 && n > 0) {
+        /* The OS answers a close with unread input by RST: say so. */
+        res->how = PS_HOW_ABORTIVE;
+    }
+    if (ps_sys_close(s) != 0) {
+        e = ps_sys_error();
+        if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK) {
+            ps_set_error(&res->err, e, PS_STEP_CLOSE);
+            return PS_FAIL;
+        }
+        /* EINTR, EINPROGRESS, ECONNRESET...: the handle is gone. */
+    }
+    res->closed = 1;
+    res->elapsed = ps_sys_now() - start;
+    return PS_DONE;
+}
+
+int ps_close_now(intptr_t fd, int abortive, ps_result *res)
+{
+    double start = ps_sys_now();
+    ps_sock s = (ps_sock)fd;
+    int e;
+
+    memset(res, 0, sizeof *res);
+    res->reason = PS_REASON_CLOSED;
+    res->acked = -1;
+    /* The first system call doubles as the is-it-a-socket check. */
+    if (ps_sys_set_linger(s, abortive, 0) != 0) {
+        e = ps_sys_error();
+        if (e != PS_OS_EINVAL) {
+            ps_set_error(&res->err, e, PS_STEP_SETLINGER);
+            return PS_FAIL;
+        }
+    }
+    /* SO_LINGER {1,0} is already set: the close itself sends RST. */
+    res->how = abortive ? PS_HOW_ABORTIVE : PS_HOW_GRACEFUL;
+    return release(s, res, 0, 0, start);
+}
+
+int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
+                double idle, uint64_t max_bytes)
+{
+    int type;
+
+    memset(op, 0, sizeof *op);
+    op->fd = fd;
+    op->kind = kind;
+    op->start = ps_sys_now();
+    op->res.reason = PS_REASON_CLOSED;
+    op->res.acked = -1;
+    op->backoff_ms = 1;
+    op->phase = PS_FAIL;
+    if (kind < PS_GRACEFUL || kind > PS_DRAIN_ONLY)
+        return bad_args(&op->res.err);
+    if (kind >= PS_LINGER) {
+        /* !(x > 0) is also true for NaN. */
+        if (!(timeout > 0) || timeout > 1e9 || idle < 0 || idle != idle ||
+            idle > 1e9)
+            return bad_args(&op->res.err);
+        op->deadline = op->start + timeout;
+        op->idle = idle;
+        op->idle_deadline = op->start + idle;
+        op->max_bytes = max_bytes;
+    }
+    if (ps_sys_socktype((ps_sock)fd, &type) != 0)
+        return fail(&op->res.err, PS_STEP_SOCKTYPE);
+    if (kind >= PS_LINGER && !ps_sys_is_stream(type)) {
+        op->res.err.code = PS_ENOTSTREAM;
+        op->res.err.step = PS_STEP_SOCKTYPE;
+        return PS_FAIL;
+    }
+    if (kind == PS_ABORTIVE)
+        op->res.how = PS_HOW_ABORTIVE;
+    op->phase = kind <= PS_ABORTIVE ? PS_CLOSING : PS_PENDING;
+    return op->phase;
+}
+
+/* The first step of a Linger or Drain: is it connected? shutdown(send). */
+static int setup(ps_op *op)
+{
+    ps_sock s = (ps_sock)op->fd;
+    int pending_error = 0, e, c;
+
+    op->setup = 1;
+    if (ps_sys_nonblocking(s) != 0)
+        return fail(&op->res.err, PS_STEP_IOCTL);
+    c = ps_sys_connected(s, &pending_error);
+    if (c < 0)
+        return fail(&op->res.err, PS_STEP_SHUTDOWN);
+    if (c == 0) {
+        if (pending_error == PS_OS_ECONNRESET ||
+            pending_error == PS_OS_ECONNABORTED) {
+            op->res.reason = PS_REASON_RESET;
+            op->res.how = PS_HOW_ABORTIVE;
+            op->res.peer_eof = 0;
+        } else if (op->kind == PS_DRAIN_ONLY) {
+            ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
+            return PS_FAIL;
+        } else {
+            op->res.reason = PS_REASON_NOT_CONNECTED;
+        }
+        return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
+    }
+    if (op->kind != PS_DRAIN_ONLY && ps_sys_shutdown(s, PS_SHUT_SEND) != 0) {
+        e = ps_sys_error();
+        if (e == PS_OS_ENOTCONN) {
+            op->res.reason = PS_REASON_NOT_CONNECTED;
+            return PS_CLOSING;
+        }
+        if (e != PS_OS_ECONNRESET && e != PS_OS_ECONNABORTED)
+            return fail(&op->res.err, PS_STEP_SHUTDOWN);
+        op->res.reason = PS_REASON_RESET;
+        op->res.how = PS_HOW_ABORTIVE;
+        return PS_CLOSING;
+    }
+    return PS_PENDING;
+}
+
+/* The deadline, idle timer or byte cap ended it: Drain and Linger abort. */
+void ps_op_expire(ps_op *op, int reason)
+{
+    op->res.reason = reason;
+    if (op->kind == PS_DRAIN_ONLY) {
+        op->phase = PS_DONE;
+        op->res.elapsed = ps_sys_now() - op->start;
+        return;
+    }
+    op->res.how = PS_HOW_ABORTIVE;
+    op->phase = PS_CLOSING;
+}
+
+/* Non-blocking progress; sets and returns op->phase. */
+int ps_op_step(ps_op *op)
+{
+    int r;
+    unsigned long n = 0;
+
+    if (op->phase != PS_PENDING)
+        return op->phase;
+    if (!op->setup) {
+        r = setup(op);
+        if (r != PS_PENDING) {
+            if (r == PS_DONE)
+                op->res.elapsed = ps_sys_now() - op->start;
+            return op->phase = r;
+        }
+    }
+    r = op->res.peer_eof ? 0 : ps_drain_burst(op);
+    if (r == 1 && (op->kind != PS_LINGER || op->res.reason != PS_REASON_EOF)) {
+        /* eof, reset or max_bytes: Drain is over */
+        if (op->kind == PS_DRAIN_ONLY) {
+            op->res.elapsed = ps_sys_now() - op->start;
+            return op->phase = PS_DONE;
+        }
+        if (op->res.reason != PS_REASON_EOF)
+            op->res.how = PS_HOW_ABORTIVE;
+        return op->phase = PS_CLOSING;
+    }
+    if (op->kind == PS_LINGER) {
+        /* Done when our data and FIN are acknowledged. */
+        op->res.reason = PS_REASON_CLOSED;
+        if (ps_sys_unacked((ps_sock)op->fd, 1, &n) != 0) {
+            /* The OS cannot tell: the kernel lingers at close instead. */
+            op->res.acked = -1;
+            return op->phase = PS_CLOSING;
+        }
+        if (n == 0) {
+            op->res.acked = 1;
+            return op->phase = PS_CLOSING;
+        }
+    }
+    return PS_PENDING;
+}
+
+int ps_op_finish(ps_op *op)
+{
+    ps_sock s = (ps_sock)op->fd;
+    int abort_now, r;
+
+    if (op->phase != PS_CLOSING)
+        return op->phase;
+    abort_now = op->res.how == PS_HOW_ABORTIVE &&
+                op->res.reason != PS_REASON_RESET;
+    if (op->kind == PS_LINGER && op->res.acked == -1 && !abort_now &&
+        op->res.reason == PS_REASON_CLOSED) {
+        /* No TCP info (old Windows): a blocking kernel linger for the whole
+         * seconds left, so the close itself waits, never WSAEWOULDBLOCK. */
+        double left = op->deadline - ps_sys_now();
+        int secs = left <= 1 ? 1 : left >= 65535 ? 65535 : (int)(left + 0.999);
+        if (ps_sys_blocking(s) == 0)
+            (void)ps_sys_set_linger(s, 1, secs);
+    }
+    r = release(s, &op->res, abort_now, op->setup && op->kind != PS_GRACEFUL &&
+                                            op->kind != PS_ABORTIVE,
+                op->start);
+    op->phase = r;
+    return r;
+}

@@ -1,0 +1,397 @@
+/* platform.h - the only place in csrc/ that knows which OS it is on.
+ *
+ * Every function here has the same name and meaning on Winsock and POSIX:
+ * they return -1 (or a negative count) on failure and ps_sys_error() gives
+ * the OS error, which ps_sys_portable() turns into a PS_E* code.
+ */
+#ifndef PYSOCK_PLATFORM_H
+#define PYSOCK_PLATFORM_H
+
+#include "pysock.h"
+
+#ifdef _WIN32
+/* ---------------------------------------------------------------- Windows */
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <mstcpip.h>
+#include <windows.h>
+
+typedef SOCKET ps_sock;
+typedef WSAPOLLFD ps_pollfd;
+typedef u_short ps_linger_field;        /* struct linger is {u_short,u_short} */
+#define PS_SYS_SO_LINGER SO_LINGER      /* seconds */
+#define PS_SYS_SHUT_RD SD_RECEIVE
+#define PS_SYS_SHUT_WR SD_SEND
+#define PS_SYS_SHUT_RDWR SD_BOTH
+#define PS_SYS_POLLIN POLLRDNORM
+#define PS_SYS_POLLERRS (POLLERR | POLLHUP | POLLNVAL)
+#define PS_SYS_DISCARD_FLAGS 0
+#define PS_SYS_ZERO_COPY 0
+/* closesocket with unread input sends RST (documented by Microsoft). */
+#define PS_SYS_UNREAD_INPUT_RESETS 1
+
+#define PS_OS_EBADF WSAEBADF
+#define PS_OS_ENOTSOCK WSAENOTSOCK
+#define PS_OS_ECONNRESET WSAECONNRESET
+#define PS_OS_ECONNABORTED WSAECONNABORTED
+#define PS_OS_ENOTCONN WSAENOTCONN
+#define PS_OS_EWOULDBLOCK WSAEWOULDBLOCK
+#define PS_OS_EAGAIN WSAEWOULDBLOCK
+#define PS_OS_EINTR WSAEINTR
+#define PS_OS_ENETDOWN WSAENETDOWN
+#define PS_OS_EINVAL WSAEINVAL
+#define PS_OS_ENOBUFS WSAENOBUFS
+#define PS_OS_EDOM WSAEINVAL
+
+/* SIO_TCP_INFO (Windows 10 1703+) and TCP_INFO_v0, declared here from
+ * Microsoft's documentation because mingw-w64's headers lack them. */
+#ifndef SIO_TCP_INFO
+#define SIO_TCP_INFO _WSAIORW(IOC_VENDOR, 39)
+#endif
+typedef struct {
+    int State; /* TCPSTATE: 0 CLOSED ... 6 FIN_WAIT_2 ... 10 TIME_WAIT */
+    ULONG Mss;
+    ULONG64 ConnectionTimeMs;
+    BOOLEAN TimestampsEnabled;
+    ULONG RttUs;
+    ULONG MinRttUs;
+    ULONG BytesInFlight;
+    ULONG Cwnd;
+    ULONG SndWnd;
+    ULONG RcvWnd;
+    ULONG RcvBuf;
+    ULONG64 BytesOut;
+    ULONG64 BytesIn;
+    ULONG BytesReordered;
+    ULONG BytesRetrans;
+    ULONG FastRetrans;
+    ULONG DupAcksIn;
+    ULONG TimeoutEpisodes;
+    UCHAR SynRetrans;
+} ps_tcp_info_v0;
+#define PS_TCPSTATE_CLOSED 0
+#define PS_TCPSTATE_FIN_WAIT_2 6
+#define PS_TCPSTATE_TIME_WAIT 10
+
+static inline int ps_sys_init(void)
+{
+    WSADATA data;
+    return WSAStartup(MAKEWORD(2, 2), &data);
+}
+static inline int ps_sys_error(void) { return WSAGetLastError(); }
+static inline int ps_sys_close(ps_sock s) { return closesocket(s); }
+static inline int ps_sys_poll(ps_pollfd *fds, size_t n, int ms)
+{
+    return WSAPoll(fds, (ULONG)n, ms);
+}
+static inline double ps_sys_now(void)
+{
+    static LARGE_INTEGER freq; /* set once; QueryPerformanceFrequency never changes */
+    LARGE_INTEGER t;
+    if (freq.QuadPart == 0)
+        QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&t);
+    return (double)t.QuadPart / (double)freq.QuadPart;
+}
+/* Winsock has no MSG_DONTWAIT: ops put the socket they own in
+ * non-blocking mode, which is also what keeps closesocket from ever
+ * blocking (a lingering closesocket on it is never asked for). */
+static inline int ps_sys_sleep(int ms)
+{
+    Sleep((DWORD)ms);
+    return 0;
+}
+static inline int ps_sys_blocking(ps_sock s)
+{
+    u_long off = 0;
+    return ioctlsocket(s, FIONBIO, &off);
+}
+static inline int ps_sys_nonblocking(ps_sock s)
+{
+    u_long on = 1;
+    return ioctlsocket(s, FIONBIO, &on);
+}
+static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
+{
+    return (long)recv(s, buf, (int)(len > 0x7fffffff ? 0x7fffffff : len), 0);
+}
+static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
+{
+    u_long v = 0;
+    if (ioctlsocket(s, FIONREAD, &v) != 0)
+        return -1;
+    *n = v;
+    return 0;
+}
+/* Bytes sent but not yet acknowledged, our FIN counting as one: 0 means
+ * the peer has acknowledged everything.  -1: the OS cannot tell (before
+ * Windows 10 1703). */
+static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
+{
+    DWORD version = 0, got = 0;
+    ps_tcp_info_v0 info;
+    if (WSAIoctl(s, SIO_TCP_INFO, &version, sizeof version, &info,
+                 sizeof info, &got, NULL, NULL) != 0)
+        return -1;
+    if (fin_sent) {
+        /* Our FIN is acknowledged once we are in FIN-WAIT-2 or later. */
+        *n = (info.State == PS_TCPSTATE_FIN_WAIT_2 ||
+              info.State == PS_TCPSTATE_TIME_WAIT ||
+              info.State == PS_TCPSTATE_CLOSED)
+                 ? 0
+                 : (unsigned long)info.BytesInFlight + 1;
+    } else {
+        *n = (unsigned long)info.BytesInFlight;
+    }
+    return 0;
+}
+
+#else
+/* ------------------------------------------------------------------ POSIX */
+#include <errno.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
+
+typedef int ps_sock;
+typedef struct pollfd ps_pollfd;
+typedef int ps_linger_field;
+#define PS_SYS_SHUT_RD SHUT_RD
+#define PS_SYS_SHUT_WR SHUT_WR
+#define PS_SYS_SHUT_RDWR SHUT_RDWR
+#define PS_SYS_POLLIN POLLIN
+#define PS_SYS_POLLERRS (POLLERR | POLLHUP | POLLNVAL)
+
+#ifdef __APPLE__
+/* SO_LINGER counts clock ticks on Darwin; SO_LINGER_SEC counts seconds. */
+#define PS_SYS_SO_LINGER SO_LINGER_SEC
+#else
+#define PS_SYS_SO_LINGER SO_LINGER
+#endif
+
+#ifdef __linux__
+/* Linux discards TCP data in the kernel with MSG_TRUNC: no copy. */
+#define PS_SYS_DISCARD_FLAGS (MSG_DONTWAIT | MSG_TRUNC)
+#define PS_SYS_ZERO_COPY 1
+#else
+#define PS_SYS_DISCARD_FLAGS MSG_DONTWAIT
+#define PS_SYS_ZERO_COPY 0
+#endif
+
+#if defined(__FreeBSD__) || defined(__DragonFly__)
+/* FreeBSD sends FIN and discards unread input. */
+#define PS_SYS_UNREAD_INPUT_RESETS 0
+#else
+#define PS_SYS_UNREAD_INPUT_RESETS 1
+#endif
+
+#define PS_OS_EBADF EBADF
+#define PS_OS_ENOTSOCK ENOTSOCK
+#define PS_OS_ECONNRESET ECONNRESET
+#define PS_OS_ECONNABORTED ECONNABORTED
+#define PS_OS_ENOTCONN ENOTCONN
+#define PS_OS_EWOULDBLOCK EWOULDBLOCK
+#define PS_OS_EAGAIN EAGAIN
+#define PS_OS_EINTR EINTR
+#define PS_OS_ENETDOWN ENETDOWN
+#define PS_OS_EINVAL EINVAL
+#define PS_OS_ENOBUFS ENOBUFS
+#define PS_OS_EDOM EDOM
+
+static inline int ps_sys_init(void) { return 0; }
+static inline int ps_sys_error(void) { return errno; }
+/* Never retried: after close returns, even with EINTR, the descriptor is
+ * gone on Linux and may be reused by another thread. */
+static inline int ps_sys_close(ps_sock s) { return close(s); }
+static inline int ps_sys_poll(ps_pollfd *fds, size_t n, int ms)
+{
+    return poll(fds, (nfds_t)n, ms);
+}
+static inline double ps_sys_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+/* Interrupted by a signal like any wait (EINTR). */
+static inline int ps_sys_sleep(int ms) { return poll(NULL, 0, ms); }
+/* MSG_DONTWAIT per call: the descriptor's own flags are left alone. */
+static inline int ps_sys_nonblocking(ps_sock s)
+{
+    (void)s;
+    return 0;
+}
+static inline int ps_sys_blocking(ps_sock s)
+{
+    (void)s;
+    return 0;
+}
+static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
+{
+    return (long)recv(s, buf, len, PS_SYS_DISCARD_FLAGS);
+}
+static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
+{
+    int v = 0;
+    if (ioctl(s, FIONREAD, &v) != 0)
+        return -1;
+    *n = (unsigned long)(v < 0 ? 0 : v);
+    return 0;
+}
+
+#if defined(__linux__)
+static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
+{
+    /* SIOCOUTQ: unsent + unacknowledged bytes, our FIN counting as one. */
+    int v = 0;
+    (void)fin_sent;
+    if (ioctl(s, SIOCOUTQ, &v) != 0)
+        return -1;
+    *n = (unsigned long)(v < 0 ? 0 : v);
+    return 0;
+}
+#elif defined(__APPLE__)
+static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
+{
+    struct tcp_connection_info info;
+    socklen_t len = sizeof info;
+    if (getsockopt(s, IPPROTO_TCP, TCP_CONNECTION_INFO, &info, &len) != 0)
+        return -1;
+    if (fin_sent)
+        *n = (info.tcpi_state == TCPS_FIN_WAIT_2 ||
+              info.tcpi_state == TCPS_TIME_WAIT ||
+              info.tcpi_state == TCPS_CLOSED)
+                 ? 0
+                 : (unsigned long)info.tcpi_snd_sbbytes + 1;
+    else
+        *n = (unsigned long)info.tcpi_snd_sbbytes;
+    return 0;
+}
+#elif defined(__FreeBSD__)
+static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
+{
+    struct tcp_info info;
+    socklen_t len = sizeof info;
+    if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+        return -1;
+    if (fin_sent)
+        *n = (info.tcpi_state == TCPS_FIN_WAIT_2 ||
+              info.tcpi_state == TCPS_TIME_WAIT ||
+              info.tcpi_state == TCPS_CLOSED)
+                 ? 0
+                 : 1;
+    else
+        *n = (unsigned long)(info.tcpi_snd_nxt - info.tcpi_snd_una);
+    return 0;
+}
+#else
+static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
+{
+    (void)s;
+    (void)fin_sent;
+    (void)n;
+    return -1;
+}
+#endif
+
+#endif /* _WIN32 */
+
+/* ------------------------------------------------------- the same on both */
+
+static inline int ps_sys_set_linger(ps_sock s, int enabled, int seconds)
+{
+    struct linger l;
+    l.l_onoff = (ps_linger_field)(enabled ? 1 : 0);
+    l.l_linger = (ps_linger_field)seconds;
+    return setsockopt(s, SOL_SOCKET, PS_SYS_SO_LINGER, (const char *)&l,
+                      (socklen_t)sizeof l);
+}
+
+static inline int ps_sys_get_linger(ps_sock s, int *enabled, int *seconds)
+{
+    struct linger l;
+    socklen_t len = (socklen_t)sizeof l;
+    if (getsockopt(s, SOL_SOCKET, PS_SYS_SO_LINGER, (char *)&l, &len) != 0)
+        return -1;
+    *enabled = l.l_onoff != 0;
+    *seconds = (int)l.l_linger;
+    return 0;
+}
+
+/* SO_TYPE: -1 if it is not an open socket (the first call every op makes,
+ * so a descriptor that is not a socket is never closed). */
+static inline int ps_sys_socktype(ps_sock s, int *type)
+{
+    int v = 0;
+    socklen_t len = (socklen_t)sizeof v;
+    if (getsockopt(s, SOL_SOCKET, SO_TYPE, (char *)&v, &len) != 0)
+        return -1;
+    *type = v;
+    return 0;
+}
+
+static inline int ps_sys_is_stream(int type) { return type == SOCK_STREAM; }
+
+/* 1 connected, 0 not connected (never connected, listening, or reset; then
+ * *pending_error holds SO_ERROR), -1 on another error. */
+static inline int ps_sys_connected(ps_sock s, int *pending_error)
+{
+    struct sockaddr_storage addr;
+    socklen_t len = (socklen_t)sizeof addr;
+    int e, v = 0;
+    if (getpeername(s, (struct sockaddr *)&addr, &len) == 0)
+        return 1;
+    e = ps_sys_error();
+    if (e != PS_OS_ENOTCONN)
+        return -1;
+    len = (socklen_t)sizeof v;
+    if (getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&v, &len) != 0)
+        v = 0;
+    *pending_error = v;
+    return 0;
+}
+
+static inline int ps_sys_shutdown(ps_sock s, int how)
+{
+    int h = how == PS_SHUT_RECEIVE ? PS_SYS_SHUT_RD
+          : how == PS_SHUT_SEND    ? PS_SYS_SHUT_WR
+                                   : PS_SYS_SHUT_RDWR;
+    return shutdown(s, h);
+}
+
+static inline int ps_sys_portable(int e)
+{
+    if (e == 0)
+        return PS_OK;
+    if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK)
+        return PS_ENOTSOCK;
+    if (e == PS_OS_ECONNRESET)
+        return PS_ECONNRESET;
+    if (e == PS_OS_ECONNABORTED)
+        return PS_ECONNABORTED;
+    if (e == PS_OS_ENOTCONN)
+        return PS_ENOTCONN;
+    if (e == PS_OS_EWOULDBLOCK || e == PS_OS_EAGAIN)
+        return PS_EWOULDBLOCK;
+    if (e == PS_OS_EINTR)
+        return PS_EINTR;
+    if (e == PS_OS_ENETDOWN)
+        return PS_ENETDOWN;
+    if (e == PS_OS_EINVAL)
+        return PS_EINVAL;
+    if (e == PS_OS_ENOBUFS)
+        return PS_ENOMEM;
+    return PS_EOTHER;
+}
+
+#endif

@@ -1,0 +1,153 @@
+/* pysock.h - the C core's API.
+ *
+ * Everything between the cdef markers is read by pysock/_build.py as the
+ * cffi cdef, so it must stay plain declarations: no #include, no macros
+ * with arguments.  The core never raises and never touches Python objects:
+ * every call returns a status and fills a portable error code, the raw OS
+ * error and the step that failed.
+ */
+#ifndef PYSOCK_H
+#define PYSOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* cdef-begin */
+
+/* Status returned by the calls below. */
+enum {
+    PS_DONE = 0,     /* finished; for an op, the handle is freed (or, for a
+                        drain-only op, left open) and res is complete */
+    PS_PENDING = 1,  /* call ps_op_wait again (a signal or a time slice) */
+    PS_CLOSING = 2,  /* ready to free the handle: call ps_op_finish */
+    PS_FAIL = -1     /* res.err / res.oserr / res.step say why; nothing freed */
+};
+
+/* Portable error codes (ps_error.code). */
+enum {
+    PS_OK = 0,
+    PS_ENOTSOCK = 1,     /* not a socket: EBADF, ENOTSOCK, WSAENOTSOCK */
+    PS_ECONNRESET = 2,
+    PS_ECONNABORTED = 3,
+    PS_ENOTCONN = 4,
+    PS_EWOULDBLOCK = 5,
+    PS_EINTR = 6,
+    PS_ENETDOWN = 7,
+    PS_EINVAL = 8,
+    PS_ENOTSTREAM = 9,   /* Linger/Drain on a socket that is not SOCK_STREAM */
+    PS_ENOMEM = 10,
+    PS_EOTHER = 11       /* see oserr */
+};
+
+/* Which system call failed (ps_error.step). */
+enum {
+    PS_STEP_NONE = 0,
+    PS_STEP_SOCKTYPE = 1,    /* getsockopt(SO_TYPE): is it a socket? */
+    PS_STEP_SETLINGER = 2,
+    PS_STEP_GETLINGER = 3,
+    PS_STEP_SHUTDOWN = 4,
+    PS_STEP_RECV = 5,
+    PS_STEP_POLL = 6,
+    PS_STEP_CLOSE = 7,
+    PS_STEP_IOCTL = 8,
+    PS_STEP_ARGS = 9         /* bad argument, caught before any system call */
+};
+
+/* Policies. */
+enum {
+    PS_GRACEFUL = 0,
+    PS_ABORTIVE = 1,
+    PS_LINGER = 2,
+    PS_DRAIN = 3,
+    PS_DRAIN_ONLY = 4        /* drain() without close */
+};
+
+/* shutdown() directions. */
+enum { PS_SHUT_RECEIVE = 0, PS_SHUT_SEND = 1, PS_SHUT_BOTH = 2 };
+
+/* CloseResult.how and .reason. */
+enum { PS_HOW_GRACEFUL = 0, PS_HOW_ABORTIVE = 1 };
+enum {
+    PS_REASON_CLOSED = 0,
+    PS_REASON_EOF = 1,
+    PS_REASON_TIMEOUT = 2,
+    PS_REASON_IDLE = 3,
+    PS_REASON_MAX_BYTES = 4,
+    PS_REASON_RESET = 5,
+    PS_REASON_NOT_CONNECTED = 6
+};
+
+typedef struct {
+    int code;    /* PS_E* */
+    int oserr;   /* errno, or the WSA code on Windows */
+    int step;    /* PS_STEP_* */
+} ps_error;
+
+typedef struct {
+    int how;            /* PS_HOW_* */
+    int reason;         /* PS_REASON_* */
+    int peer_eof;       /* the peer's FIN was seen */
+    int acked;          /* 1 all acknowledged, 0 not, -1 the OS cannot tell */
+    int closed;         /* the handle was freed */
+    uint64_t drained;   /* bytes read and discarded */
+    double elapsed;     /* seconds, monotonic */
+    ps_error err;
+} ps_result;
+
+/* One close (or drain) in progress; owned by the caller, filled by
+ * ps_op_start.  The fields after `res` are the core's own. */
+typedef struct {
+    intptr_t fd;
+    int kind;
+    ps_result res;
+    int phase;            /* PS_PENDING, PS_CLOSING, PS_DONE or PS_FAIL */
+    int setup;            /* shutdown(send) done, waiting begun */
+    int got_data;
+    unsigned int backoff_ms;
+    double start;
+    double deadline;      /* absolute, monotonic; 0 = none */
+    double idle;          /* seconds; 0 = none */
+    double idle_deadline;
+    uint64_t max_bytes;   /* 0 = no cap */
+} ps_op;
+
+/* Start Winsock (no-op on POSIX).  0 on success, else the OS error. */
+int ps_init(void);
+
+/* Kernel SO_LINGER option; seconds in 0..65535. */
+int ps_set_linger(intptr_t fd, int enabled, int seconds, ps_error *err);
+int ps_get_linger(intptr_t fd, int *enabled, int *seconds, ps_error *err);
+int ps_shutdown(intptr_t fd, int how, ps_error *err);
+
+/* Graceful or Abortive close in one call (the fast path). */
+int ps_close_now(intptr_t fd, int abortive, ps_result *res);
+
+/* Linger, Drain and drain-only: start, wait in slices of at most
+ * slice_ms (returns PS_PENDING on a signal or at the end of a slice, so
+ * the caller can run signal handlers), then finish (frees the handle). */
+int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
+                double idle, uint64_t max_bytes);
+int ps_op_wait(ps_op *op, int slice_ms);
+int ps_op_finish(ps_op *op);
+
+/* Many ops with one wait, until one of them leaves PS_PENDING, a signal
+ * arrives or slice_ms pass.  Returns the number of ops still PS_PENDING
+ * (ops ready to be freed are left in PS_CLOSING for ps_ops_finish), or
+ * PS_FAIL with err filled if the wait itself failed. */
+int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err);
+/* Frees every op in PS_CLOSING, writing the index of each op it freed to
+ * freed[] (room for n); returns how many. */
+size_t ps_ops_finish(ps_op *ops, size_t n, size_t *freed);
+
+/* Whether this build discards with MSG_TRUNC (no copy). */
+int ps_drain_zero_copy(void);
+
+/* cdef-end */
+
+/* Internal to the core (linger.c, drain.c, reap.c). */
+int ps_op_step(ps_op *op);
+int ps_drain_burst(ps_op *op);
+void ps_op_expire(ps_op *op, int reason);
+void ps_set_error(ps_error *err, int oserr, int step);
+
+#endif

@@ -1,0 +1,246 @@
+"""The public functions: close, abort, shutdown, drain, get/set_linger, close_many.
+
+Python validates, the C core does every system call (without the GIL), and a
+``socket.socket`` is detached exactly when its handle is freed.  Waiting runs
+in C in slices of at most ``_SLICE_MS``: between slices, and at once when a
+signal interrupts the wait, control is back in Python so signal handlers run
+(PEP 475) and the wait resumes toward the same deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Any, Union
+
+from pysock._core import ffi, lib
+from pysock._errors import NotASocketError, raise_error
+from pysock._types import (
+    Abortive,
+    CloseResult,
+    Drain,
+    DrainResult,
+    Graceful,
+    Linger,
+    LingerOption,
+    Policy,
+)
+
+__all__ = [
+    "abort",
+    "close",
+    "close_many",
+    "drain",
+    "get_linger",
+    "set_linger",
+    "shutdown",
+]
+
+Socket = Union[socket.socket, int]
+
+_SLICE_MS = 50
+_GRACEFUL = Graceful()
+_HOWS = ("graceful", "abortive")
+_REASONS = ("closed", "eof", "timeout", "idle", "max_bytes", "reset", "not_connected")
+_SHUTDOWN = {
+    "receive": lib.PS_SHUT_RECEIVE,
+    "send": lib.PS_SHUT_SEND,
+    "both": lib.PS_SHUT_BOTH,
+    socket.SHUT_RD: lib.PS_SHUT_RECEIVE,
+    socket.SHUT_WR: lib.PS_SHUT_SEND,
+    socket.SHUT_RDWR: lib.PS_SHUT_BOTH,
+}
+
+
+def _start_winsock() -> None:
+    code = lib.ps_init()
+    if code:
+        raise OSError(None, "WSAStartup failed", None, code)
+
+
+ffi.init_once(_start_winsock, "ps_init")
+
+
+def _handle(sock: object) -> tuple[int, socket.socket | None]:
+    """(descriptor, owning socket object) for a socket.socket or an int."""
+    if isinstance(sock, socket.socket):
+        fd = sock.fileno()
+        if fd == -1:
+            raise NotASocketError(9, "socket object is closed")  # EBADF
+        return fd, sock
+    if isinstance(sock, bool) or not isinstance(sock, int):
+        raise TypeError(f"expected a socket.socket or an int handle, not {type(sock).__name__}")
+    if sock < 0:
+        raise ValueError(f"handle must be >= 0, got {sock}")
+    return sock, None
+
+
+def _op_args(policy: object) -> tuple[int, float, float, int]:
+    """(kind, timeout, idle, max_bytes) for the C core."""
+    if isinstance(policy, Graceful):
+        return lib.PS_GRACEFUL, 0.0, 0.0, 0
+    if isinstance(policy, Abortive):
+        return lib.PS_ABORTIVE, 0.0, 0.0, 0
+    if isinstance(policy, Linger):
+        return lib.PS_LINGER, policy.timeout, 0.0, 0
+    if isinstance(policy, Drain):
+        return lib.PS_DRAIN, policy.timeout, policy.idle or 0.0, policy.max_bytes or 0
+    raise TypeError(
+        f"policy must be Graceful(), Abortive(), Linger(t) or Drain(...), "
+        f"not {type(policy).__name__}"
+    )
+
+
+def _check_stream(kind: int, owner: socket.socket | None) -> None:
+    if kind >= lib.PS_LINGER and owner is not None and owner.type != socket.SOCK_STREAM:
+        raise ValueError("Linger and Drain need a stream (TCP) socket")
+
+
+def _result(res: Any) -> CloseResult:
+    return CloseResult(
+        how=_HOWS[res.how],  # type: ignore[arg-type]
+        reason=_REASONS[res.reason],  # type: ignore[arg-type]
+        peer_eof=bool(res.peer_eof),
+        drained=int(res.drained),
+        elapsed=float(res.elapsed),
+        acked=None if res.acked < 0 else bool(res.acked),
+    )
+
+
+def _run(ops: Any, owners: list[socket.socket | None]) -> None:
+    """Drive started ops to the end: wait, free what is ready, detach owners.
+
+    If a signal handler raises, the exception propagates; an op whose handle
+    was not freed yet stays owned by its socket object."""
+    n = len(owners)
+    freed = ffi.new("size_t[]", n)
+    err = ffi.new("ps_error *")
+    try:
+        while True:
+            lib.ps_ops_finish(ops, n, freed)
+            pending = lib.ps_ops_wait(ops, n, _SLICE_MS, err)
+            if pending == lib.PS_FAIL:
+                raise_error(err)
+            if pending == 0:
+                lib.ps_ops_finish(ops, n, freed)
+                break
+    finally:
+        for i, owner in enumerate(owners):
+            if owner is not None and ops[i].res.closed:
+                owner.detach()
+    for i in range(n):
+        if ops[i].phase == lib.PS_FAIL:
+            raise_error(ops[i].res.err)
+
+
+def close(sock: Socket, policy: Policy = _GRACEFUL) -> CloseResult:
+    """Shut down and close ``sock`` by ``policy``; see :class:`CloseResult`."""
+    fd, owner = _handle(sock)
+    kind, timeout, idle, cap = _op_args(policy)
+    if kind <= lib.PS_ABORTIVE:
+        res = ffi.new("ps_result *")
+        try:
+            rc = lib.ps_close_now(fd, kind, res)
+        finally:
+            if owner is not None and res.closed:
+                owner.detach()
+        if rc != lib.PS_DONE:
+            raise_error(res.err)
+        return _result(res)
+    _check_stream(kind, owner)
+    op = ffi.new("ps_op[1]")
+    if lib.ps_op_start(op, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
+        raise_error(op[0].res.err)
+    _run(op, [owner])
+    return _result(op[0].res)
+
+
+def abort(sock: Socket) -> CloseResult:
+    """``close(sock, Abortive())``: the peer gets RST at once."""
+    return close(sock, Abortive())
+
+
+def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[CloseResult]:
+    """Close every socket by ``policy`` with one wait: the wall time is the
+    slowest connection's, not the sum.  Results come in input order.
+
+    Every handle is checked first: a bad one raises before anything is closed
+    or shut down."""
+    handles = [_handle(s) for s in socks]
+    kind, timeout, idle, cap = _op_args(policy)
+    for _, owner in handles:
+        _check_stream(kind, owner)
+    n = len(handles)
+    if n == 0:
+        return []
+    ops = ffi.new("ps_op[]", n)
+    for i, (fd, _) in enumerate(handles):
+        if lib.ps_op_start(ops + i, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
+            raise_error(ops[i].res.err)
+    _run(ops, [owner for _, owner in handles])
+    return [_result(ops[i].res) for i in range(n)]
+
+
+def drain(
+    sock: Socket, timeout: float, max_bytes: int | None = None, idle: float | None = None
+) -> DrainResult:
+    """Read and discard until EOF, ``timeout``, ``idle`` seconds without data or
+    ``max_bytes``; the socket stays open (shut it down first if you mean to)."""
+    fd, owner = _handle(sock)
+    policy = Drain(timeout, max_bytes, idle)
+    _check_stream(lib.PS_DRAIN, owner)
+    op = ffi.new("ps_op[1]")
+    if (
+        lib.ps_op_start(
+            op, fd, lib.PS_DRAIN_ONLY, policy.timeout, policy.idle or 0.0, policy.max_bytes or 0
+        )
+        == lib.PS_FAIL
+    ):
+        raise_error(op[0].res.err)
+    _run(op, [None])
+    res = op[0].res
+    return DrainResult(
+        drained=int(res.drained),
+        eof=bool(res.peer_eof),
+        reason=_REASONS[res.reason],  # type: ignore[arg-type]
+        elapsed=float(res.elapsed),
+    )
+
+
+def shutdown(sock: Socket, how: str | int = "send") -> None:
+    """shutdown(2): ``"send"``, ``"receive"``, ``"both"`` or ``socket.SHUT_*``."""
+    fd, _ = _handle(sock)
+    if isinstance(how, bool) or not isinstance(how, (str, int)):
+        raise TypeError(f"how must be a str or socket.SHUT_*, not {type(how).__name__}")
+    if how not in _SHUTDOWN:
+        raise ValueError(f"how must be 'send', 'receive', 'both' or socket.SHUT_*, got {how!r}")
+    err = ffi.new("ps_error *")
+    if lib.ps_shutdown(fd, _SHUTDOWN[how], err) != lib.PS_DONE:
+        raise_error(err)
+
+
+def get_linger(sock: Socket) -> LingerOption:
+    """The kernel's SO_LINGER option (seconds, on macOS too)."""
+    fd, _ = _handle(sock)
+    enabled = ffi.new("int *")
+    seconds = ffi.new("int *")
+    err = ffi.new("ps_error *")
+    if lib.ps_get_linger(fd, enabled, seconds, err) != lib.PS_DONE:
+        raise_error(err)
+    return LingerOption(enabled=bool(enabled[0]), seconds=int(seconds[0]))
+
+
+def set_linger(sock: Socket, enabled: bool, seconds: int = 0) -> None:
+    """Set the kernel's SO_LINGER option; ``seconds`` in 0..65535."""
+    fd, _ = _handle(sock)
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, not {type(enabled).__name__}")
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
+    if not 0 <= seconds <= 65535:
+        raise ValueError(f"seconds must be in 0..65535, got {seconds}")
+    err = ffi.new("ps_error *")
+    if lib.ps_set_linger(fd, int(enabled), seconds, err) != lib.PS_DONE:
+        raise_error(err)
+
+
