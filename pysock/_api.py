@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any
 
 from pysock._core import ffi, lib
 from pysock._errors import NotASocketError, raise_error
@@ -36,7 +36,7 @@ __all__ = [
     "shutdown",
 ]
 
-Socket = Union[socket.socket, int]
+Socket = socket.socket | int
 
 _SLICE_MS = 50
 _GRACEFUL = Graceful()
@@ -242,5 +242,3 @@ def set_linger(sock: Socket, enabled: bool, seconds: int = 0) -> None:
     err = ffi.new("ps_error *")
     if lib.ps_set_linger(fd, int(enabled), seconds, err) != lib.PS_DONE:
         raise_error(err)
-
-

@@ -33,7 +33,6 @@ _TABLE: dict[int, tuple[type[OSError], int]] = {
     lib.PS_EINTR: (InterruptedError, errno.EINTR),
     lib.PS_ENETDOWN: (OSError, errno.ENETDOWN),
     lib.PS_EINVAL: (OSError, errno.EINVAL),
-    lib.PS_ENOMEM: (MemoryError, errno.ENOMEM),
 }
 
 _STEPS = {
@@ -59,12 +58,8 @@ def raise_error(err: Any) -> NoReturn:
         raise ValueError("Linger and Drain need a stream (TCP) socket")
     if code == lib.PS_ENOMEM:
         raise MemoryError(f"out of memory in pysock ({step})")
-    if code in _TABLE:
-        cls, posix = _TABLE[code]
-    else:
-        cls, posix = OSError, oserr
+    cls, posix = _TABLE.get(code, (OSError, oserr))
     if _WINDOWS and oserr:
         # As CPython does: winerror set, errno derived from it.
         raise cls(None, f"{step} failed", None, oserr)
-    number = posix if code in _TABLE else oserr
-    raise cls(number, f"{os.strerror(number)} ({step})")
+    raise cls(posix, f"{os.strerror(posix)} ({step})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 __all__ = [
     "DEFAULT_DRAIN_IDLE",
@@ -88,7 +88,7 @@ class Drain:
                 raise ValueError(f"max_bytes must be a positive int, got {cap!r}")
 
 
-Policy = Union[Graceful, Abortive, Linger, Drain]
+Policy = Graceful | Abortive | Linger | Drain
 
 
 @dataclass(frozen=True, slots=True)
