@@ -65,36 +65,41 @@ int ps_shutdown(intptr_t fd, int how, ps_error *err)
     return PS_DONE;
 }
 
-/* Free the handle: record what the peer will see, abort if asked, close.
- * `fin_sent`: shutdown(send) was done, so the FIN counts as unacked. */
-static int release(ps_sock s, ps_result *res, int abort_now, int fin_sent,
+/* How release() leaves SO_LINGER before close. */
+enum { LINGER_OFF, LINGER_ABORT, LINGER_AS_IS };
+
+/* Free the handle: set SO_LINGER (the first call, so a descriptor that is
+ * not a socket fails here and is never closed), record what the peer will
+ * see, close.  `fin_sent`: shutdown(send) was done, so the FIN counts as
+ * unacked. */
+static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
                    double start)
 {
     unsigned long n = 0;
     int e;
 
-    res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
-    if (abort_now) {
-        if (ps_sys_set_linger(s, 1, 0) != 0) {
-            e = ps_sys_error();
-            if (e != PS_OS_EINVAL) {
-                ps_set_error(&res->err, e, PS_STEP_SETLINGER);
-                return PS_FAIL;
-            }
+    if (linger != LINGER_AS_IS &&
+        ps_sys_set_linger(s, linger == LINGER_ABORT, 0) != 0) {
+        e = ps_sys_error();
+        if (e != PS_OS_EINVAL) { /* EINVAL: already shut down (macOS) */
+            ps_set_error(&res->err, e, PS_STEP_SETLINGER);
+            return PS_FAIL;
         }
-        res->how = PS_HOW_ABORTIVE;
-    } else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
-               ps_sys_pending_input(s, &n) == 0 && n > 0) {
-        /* The OS answers a close with unread input by RST: say so. */
-        res->how = PS_HOW_ABORTIVE;
     }
+    if (linger == LINGER_ABORT)
+        res->how = PS_HOW_ABORTIVE;
+    else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
+             ps_sys_pending_input(s, &n) == 0 && n > 0)
+        res->how = PS_HOW_ABORTIVE; /* the OS answers with RST: say so */
+    res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
     if (ps_sys_close(s) != 0) {
         e = ps_sys_error();
         if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK) {
             ps_set_error(&res->err, e, PS_STEP_CLOSE);
             return PS_FAIL;
         }
-        /* EINTR, EINPROGRESS, ECONNRESET...: the handle is gone. */
+        /* EINTR, EINPROGRESS, ECONNRESET...: the handle is gone; never
+         * close again. */
     }
     res->closed = 1;
     res->elapsed = ps_sys_now() - start;
@@ -104,23 +109,10 @@ static int release(ps_sock s, ps_result *res, int abort_now, int fin_sent,
 int ps_close_now(intptr_t fd, int abortive, ps_result *res)
 {
     double start = ps_sys_now();
-    ps_sock s = (ps_sock)fd;
-    int e;
-
     memset(res, 0, sizeof *res);
     res->reason = PS_REASON_CLOSED;
-    res->acked = -1;
-    /* The first system call doubles as the is-it-a-socket check. */
-    if (ps_sys_set_linger(s, abortive, 0) != 0) {
-        e = ps_sys_error();
-        if (e != PS_OS_EINVAL) {
-            ps_set_error(&res->err, e, PS_STEP_SETLINGER);
-            return PS_FAIL;
-        }
-    }
-    /* SO_LINGER {1,0} is already set: the close itself sends RST. */
-    res->how = abortive ? PS_HOW_ABORTIVE : PS_HOW_GRACEFUL;
-    return release(s, res, 0, 0, start);
+    return release((ps_sock)fd, res, abortive ? LINGER_ABORT : LINGER_OFF, 0,
+                   start);
 }
 
 int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
@@ -261,24 +253,21 @@ int ps_op_step(ps_op *op)
 int ps_op_finish(ps_op *op)
 {
     ps_sock s = (ps_sock)op->fd;
-    int abort_now, r;
+    int linger = LINGER_OFF;
 
     if (op->phase != PS_CLOSING)
         return op->phase;
-    abort_now = op->res.how == PS_HOW_ABORTIVE &&
-                op->res.reason != PS_REASON_RESET;
-    if (op->kind == PS_LINGER && op->res.acked == -1 && !abort_now &&
-        op->res.reason == PS_REASON_CLOSED) {
+    if (op->res.how == PS_HOW_ABORTIVE && op->res.reason != PS_REASON_RESET) {
+        linger = LINGER_ABORT;
+    } else if (op->kind == PS_LINGER && op->res.acked == -1 &&
+               op->res.reason == PS_REASON_CLOSED) {
         /* No TCP info (old Windows): a blocking kernel linger for the whole
          * seconds left, so the close itself waits, never WSAEWOULDBLOCK. */
         double left = op->deadline - ps_sys_now();
         int secs = left <= 1 ? 1 : left >= 65535 ? 65535 : (int)(left + 0.999);
-        if (ps_sys_blocking(s) == 0)
-            (void)ps_sys_set_linger(s, 1, secs);
+        if (ps_sys_blocking(s) == 0 && ps_sys_set_linger(s, 1, secs) == 0)
+            linger = LINGER_AS_IS;
     }
-    r = release(s, &op->res, abort_now, op->setup && op->kind != PS_GRACEFUL &&
-                                            op->kind != PS_ABORTIVE,
-                op->start);
-    op->phase = r;
-    return r;
+    op->phase = release(s, &op->res, linger, op->setup, op->start);
+    return op->phase;
 }
