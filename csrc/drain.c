@@ -8,13 +8,13 @@
 #include "platform.h"
 
 /* Written by the kernel, never read: sharing it between threads is
- * harmless, and it keeps the loop free of allocation. */
-static char ps_discard[65536];
-
-/* With MSG_TRUNC the length only bounds one call: ask for a lot, so a full
- * receive buffer is discarded in one system call. */
-#define PS_DRAIN_CHUNK \
-    (PS_SYS_ZERO_COPY ? (size_t)16 * 1024 * 1024 : sizeof ps_discard)
+ * harmless, and it keeps the loop free of allocation.  With MSG_TRUNC a TCP
+ * recv writes nothing, so on Linux the buffer is large (untouched .bss pages
+ * cost no memory) to discard a full receive buffer in few system calls; it
+ * is still real memory because Linux ignores MSG_TRUNC on AF_UNIX streams
+ * and copies. */
+static char ps_discard[PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024];
+#define PS_DRAIN_CHUNK sizeof ps_discard
 
 /* 0: would block; 1: over (res.reason is eof, reset or max_bytes). */
 int ps_drain_burst(ps_op *op)

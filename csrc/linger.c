@@ -94,7 +94,8 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
     res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
     if (ps_sys_close(s) != 0) {
         e = ps_sys_error();
-        if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK) {
+        if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK ||
+            e == PS_OS_EWOULDBLOCK) { /* the handle is still open */
             ps_set_error(&res->err, e, PS_STEP_CLOSE);
             return PS_FAIL;
         }
@@ -194,13 +195,22 @@ static int setup(ps_op *op)
     return PS_PENDING;
 }
 
+/* A drain-only op is over: the socket stays open, and on Windows back in
+ * blocking mode (Winsock cannot report the mode it had; the Python layer
+ * re-applies a socket object's own timeout). */
+static int drain_only_done(ps_op *op)
+{
+    (void)ps_sys_blocking((ps_sock)op->fd);
+    op->res.elapsed = ps_sys_now() - op->start;
+    return op->phase = PS_DONE;
+}
+
 /* The deadline, idle timer or byte cap ended it: Drain and Linger abort. */
 void ps_op_expire(ps_op *op, int reason)
 {
     op->res.reason = reason;
     if (op->kind == PS_DRAIN_ONLY) {
-        op->phase = PS_DONE;
-        op->res.elapsed = ps_sys_now() - op->start;
+        drain_only_done(op);
         return;
     }
     op->res.how = PS_HOW_ABORTIVE;
@@ -217,19 +227,16 @@ int ps_op_step(ps_op *op)
         return op->phase;
     if (!op->setup) {
         r = setup(op);
-        if (r != PS_PENDING) {
-            if (r == PS_DONE)
-                op->res.elapsed = ps_sys_now() - op->start;
+        if (r == PS_DONE)
+            return drain_only_done(op);
+        if (r != PS_PENDING)
             return op->phase = r;
-        }
     }
     r = op->res.peer_eof ? 0 : ps_drain_burst(op);
     if (r == 1 && (op->kind != PS_LINGER || op->res.reason != PS_REASON_EOF)) {
         /* eof, reset or max_bytes: Drain is over */
-        if (op->kind == PS_DRAIN_ONLY) {
-            op->res.elapsed = ps_sys_now() - op->start;
-            return op->phase = PS_DONE;
-        }
+        if (op->kind == PS_DRAIN_ONLY)
+            return drain_only_done(op);
         if (op->res.reason != PS_REASON_EOF)
             op->res.how = PS_HOW_ABORTIVE;
         return op->phase = PS_CLOSING;

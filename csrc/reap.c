@@ -21,7 +21,7 @@ int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err)
     size_t *idx = stack_idx;
     size_t i, m, pending = 0;
     double now, wake, slice_end = -1;
-    int changed = 0, rc, ms;
+    int changed = 0, polled = 0, rc, ms;
 
     /* Ops not begun yet do their first non-blocking step now. */
     for (i = 0; i < n; i++) {
@@ -80,12 +80,14 @@ int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err)
                 idx[m++] = i;
             }
         }
-        if (changed || pending == 0 || now >= slice_end)
+        /* A slice of 0 still polls once, so ps_op_wait(op, 0) makes progress. */
+        if (changed || pending == 0 || (polled && now >= slice_end))
             break;
         ms = (int)ceil((wake - now) * 1000.0);
         if (ms < 0)
             ms = 0;
         rc = m ? ps_sys_poll(fds, m, ms) : ps_sys_sleep(ms);
+        polled = 1;
         if (rc < 0) {
             int e = ps_sys_error();
             if (e == PS_OS_EINTR)

@@ -198,6 +198,9 @@ def drain(
     ):
         raise_error(op[0].res.err)
     _run(op, [None])
+    if owner is not None:
+        # Windows: the core leaves the socket blocking; restore the object's mode.
+        owner.settimeout(owner.gettimeout())
     res = op[0].res
     return DrainResult(
         drained=int(res.drained),
