@@ -1,0 +1,155 @@
+"""Helpers shared by the tests: peer-side observation of what a close did.
+
+Everything here works on real sockets.  The peer's view is what counts: the
+bytes it received, whether its stream ended with EOF (recv returns b"") or a
+reset (ConnectionResetError), and whether a reset followed an EOF.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+LINUX = sys.platform.startswith("linux")
+PEER_TIMEOUT = 5.0  # every blocking peer read fails instead of hanging
+MiB = 1024 * 1024
+KiB = 1024
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    """n pseudo-random bytes: a lost, duplicated or reordered chunk shows."""
+    return random.Random(n * 7919 + seed).randbytes(n)
+
+
+def recv_all(sock: socket.socket, limit: int = 16 * MiB) -> tuple[bytes, str]:
+    """Read until EOF or reset: (data, "eof" | "reset").
+
+    A read that blocks longer than the socket's timeout raises TimeoutError,
+    so a close that sent neither FIN nor RST fails the test."""
+    if sock.gettimeout() is None:
+        sock.settimeout(PEER_TIMEOUT)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            data = sock.recv(256 * KiB)
+            if not data:
+                return b"".join(chunks), "eof"
+            chunks.append(data)
+            total += len(data)
+            assert total <= limit, f"peer received more than {limit} bytes"
+    except ConnectionResetError:
+        return b"".join(chunks), "reset"
+
+
+def reset_after_eof(sock: socket.socket, wait: float = 3.0) -> bool:
+    """After the peer read EOF: was the connection then reset?
+
+    Only for a peer that has not shut down its own sending side (a peer
+    shut down both ways reports POLLHUP and fails a send anyway).
+
+    A reset connection reports POLLHUP/POLLERR (it is closed both ways) and
+    a send on it fails at once; a connection that got only a FIN does not
+    (POLLHUP needs both directions shut) and its first send succeeds."""
+    poller = select.poll()
+    poller.register(sock.fileno(), 0)  # POLLHUP and POLLERR are always reported
+    events = poller.poll(int(wait * 1000))
+    if not events:
+        return False
+    try:
+        sock.send(b"?")
+    except (BrokenPipeError, ConnectionResetError):
+        return True
+    return False
+
+
+def no_reset_after_eof(sock: socket.socket) -> bool:
+    """After the peer read EOF: True if the connection was not reset (a
+    send from the peer still succeeds: the other side only sent FIN)."""
+    try:
+        sock.send(b"?")
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
+def wait_readable(sock: socket.socket | int, timeout: float = PEER_TIMEOUT) -> None:
+    """Block until sock has input (or EOF/error); fail after timeout."""
+    readable, _, _ = select.select([sock], [], [], timeout)
+    assert readable, "timed out waiting for input"
+
+
+def assert_pair_intact(server: socket.socket, client: socket.socket) -> None:
+    """Both ends still open and connected both ways: no FIN, no RST."""
+    assert server.fileno() != -1, "the socket object was closed or detached"
+    assert client.fileno() != -1, "the peer socket was closed"
+    old = server.gettimeout()
+    server.settimeout(PEER_TIMEOUT)
+    client.settimeout(PEER_TIMEOUT)
+    try:
+        server.sendall(b"s")
+        assert client.recv(1) == b"s", "the peer saw EOF"
+        client.sendall(b"c")
+        assert server.recv(1) == b"c", "our receive side was shut down"
+    finally:
+        server.settimeout(old)
+
+
+def fill_send_buffer(sock: socket.socket, limit: int = 8 * MiB) -> int:
+    """Send until the kernel refuses more (the peer is not reading); return
+    the bytes queued.  The socket is left in blocking mode."""
+    chunk = payload(64 * KiB)
+    sent = 0
+    sock.setblocking(False)
+    try:
+        while sent < limit:
+            sent += sock.send(chunk)
+    except BlockingIOError:
+        pass
+    finally:
+        sock.setblocking(True)
+    assert 0 < sent < limit, f"could not fill the send buffer ({sent} bytes)"
+    return sent
+
+
+def open_fds() -> int:
+    """The number of open descriptors of this process."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def fd_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+class PeerThread(threading.Thread):
+    """Runs fn(*args) in a thread; .result() joins and re-raises."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        super().__init__(daemon=True)
+        self._fn = fn
+        self._args = args
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self._fn(*self._args)
+        except BaseException as exc:
+            self.error = exc
+
+    def result(self, timeout: float = 10.0) -> Any:
+        self.join(timeout)
+        assert not self.is_alive(), "peer thread did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.value
