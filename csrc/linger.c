@@ -39,7 +39,8 @@ int ps_set_linger(intptr_t fd, int enabled, int seconds, ps_error *err)
     memset(err, 0, sizeof *err);
     if (seconds < 0 || seconds > 65535)
         return bad_args(err);
-    if (ps_sys_set_linger((ps_sock)fd, enabled, seconds) != 0)
+    if (!ps_sys_handle_ok(fd) ||
+        ps_sys_set_linger((ps_sock)fd, enabled, seconds) != 0)
         return fail(err, PS_STEP_SETLINGER);
     return PS_DONE;
 }
@@ -47,7 +48,8 @@ int ps_set_linger(intptr_t fd, int enabled, int seconds, ps_error *err)
 int ps_get_linger(intptr_t fd, int *enabled, int *seconds, ps_error *err)
 {
     memset(err, 0, sizeof *err);
-    if (ps_sys_get_linger((ps_sock)fd, enabled, seconds) != 0)
+    if (!ps_sys_handle_ok(fd) ||
+        ps_sys_get_linger((ps_sock)fd, enabled, seconds) != 0)
         return fail(err, PS_STEP_GETLINGER);
     return PS_DONE;
 }
@@ -58,7 +60,7 @@ int ps_shutdown(intptr_t fd, int how, ps_error *err)
     memset(err, 0, sizeof *err);
     if (how < PS_SHUT_RECEIVE || how > PS_SHUT_BOTH)
         return bad_args(err);
-    if (ps_sys_socktype((ps_sock)fd, &type) != 0)
+    if (!ps_sys_handle_ok(fd) || ps_sys_socktype((ps_sock)fd, &type) != 0)
         return fail(err, PS_STEP_SOCKTYPE);
     if (ps_sys_shutdown((ps_sock)fd, how) != 0)
         return fail(err, PS_STEP_SHUTDOWN);
@@ -112,6 +114,10 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res)
     double start = ps_sys_now();
     memset(res, 0, sizeof *res);
     res->reason = PS_REASON_CLOSED;
+    if (!ps_sys_handle_ok(fd)) {
+        ps_set_error(&res->err, ps_sys_error(), PS_STEP_SETLINGER);
+        return PS_FAIL;
+    }
     return release((ps_sock)fd, res, abortive ? LINGER_ABORT : LINGER_OFF, 0,
                    start);
 }
@@ -141,7 +147,7 @@ int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
         op->idle_deadline = op->start + idle;
         op->max_bytes = max_bytes;
     }
-    if (ps_sys_socktype((ps_sock)fd, &type) != 0)
+    if (!ps_sys_handle_ok(fd) || ps_sys_socktype((ps_sock)fd, &type) != 0)
         return fail(&op->res.err, PS_STEP_SOCKTYPE);
     if (kind >= PS_LINGER && !ps_sys_is_stream(type)) {
         op->res.err.code = PS_ENOTSTREAM;

@@ -82,6 +82,14 @@ static inline int ps_sys_init(void)
     return WSAStartup(MAKEWORD(2, 2), &data);
 }
 static inline int ps_sys_error(void) { return WSAGetLastError(); }
+static inline int ps_sys_handle_ok(intptr_t fd)
+{
+    if ((SOCKET)fd == INVALID_SOCKET) {
+        WSASetLastError(WSAENOTSOCK);
+        return 0;
+    }
+    return 1;
+}
 static inline int ps_sys_close(ps_sock s) { return closesocket(s); }
 static inline int ps_sys_poll(ps_pollfd *fds, size_t n, int ms)
 {
@@ -209,6 +217,16 @@ typedef int ps_linger_field;
 #define PS_OS_EDOM EDOM
 
 static inline int ps_sys_init(void) { return 0; }
+/* A handle that cannot be a descriptor (the cast to int would alias
+ * another one) is refused as EBADF. */
+static inline int ps_sys_handle_ok(intptr_t fd)
+{
+    if (fd < 0 || fd > 0x7fffffff) {
+        errno = EBADF;
+        return 0;
+    }
+    return 1;
+}
 static inline int ps_sys_error(void) { return errno; }
 /* Never retried: after close returns, even with EINTR, the descriptor is
  * gone on Linux and may be reused by another thread. */

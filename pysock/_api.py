@@ -10,6 +10,7 @@ signal interrupts the wait, control is back in Python so signal handlers run
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,10 @@ __all__ = [
 ]
 
 Socket = socket.socket | int
+
+# The largest handle the OS can hand out: a POSIX descriptor is a C int; a
+# Windows SOCKET is pointer-sized (passed as intptr_t).
+_MAX_HANDLE = 2**63 - 1 if sys.platform == "win32" else 2**31 - 1
 
 _SLICE_MS = 50
 _GRACEFUL = Graceful()
@@ -70,8 +75,8 @@ def _handle(sock: object) -> tuple[int, socket.socket | None]:
         return fd, sock
     if isinstance(sock, bool) or not isinstance(sock, int):
         raise TypeError(f"expected a socket.socket or an int handle, not {type(sock).__name__}")
-    if sock < 0:
-        raise ValueError(f"handle must be >= 0, got {sock}")
+    if not 0 <= sock <= _MAX_HANDLE:
+        raise ValueError(f"handle must be in 0..{_MAX_HANDLE}, got {sock}")
     return sock, None
 
 
@@ -167,6 +172,8 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
     Every handle is checked first: a bad one raises before anything is closed
     or shut down."""
     handles = [_handle(s) for s in socks]
+    if len({fd for fd, _ in handles}) != len(handles):
+        raise ValueError("close_many got the same handle twice")
     kind, timeout, idle, cap = _op_args(policy)
     for _, owner in handles:
         _check_stream(kind, owner)
