@@ -169,6 +169,9 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
+#ifndef PS_FORCE_POLL
+#include <sys/epoll.h>
+#endif
 #endif
 
 typedef int ps_sock;
@@ -386,6 +389,35 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
                                    : PS_SYS_SHUT_RDWR;
     return shutdown(s, h);
 }
+
+/* ------------------------------------------------------ readiness set
+ * epoll on Linux (edge-triggered: the drain loop reads until EAGAIN anyway,
+ * and a descriptor closed while still registered through a dup cannot keep
+ * firing); everything else, and Linux built with PYSOCK_BACKEND=poll
+ * (-DPS_FORCE_POLL), uses ps_sys_poll over an array. */
+#if defined(__linux__) && !defined(PS_FORCE_POLL)
+#define PS_SYS_EPOLL 1
+typedef struct epoll_event ps_event;
+static inline int ps_sys_epoll_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
+static inline int ps_sys_epoll_add(int ep, ps_sock s, size_t tag)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = (uint64_t)tag;
+    return epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+}
+static inline int ps_sys_epoll_wait(int ep, ps_event *evs, int max, int ms)
+{
+    return epoll_wait(ep, evs, max, ms);
+}
+static inline size_t ps_sys_event_tag(const ps_event *ev)
+{
+    return (size_t)ev->data.u64;
+}
+static inline void ps_sys_epoll_close(int ep) { (void)close(ep); }
+#else
+#define PS_SYS_EPOLL 0
+#endif
 
 static inline int ps_sys_portable(int e)
 {

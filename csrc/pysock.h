@@ -139,6 +139,20 @@ int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err);
  * freed[] (room for n); returns how many. */
 size_t ps_ops_finish(ps_op *ops, size_t n, size_t *freed);
 
+/* The many-connection engine: one readiness set (epoll on Linux, WSAPoll on
+ * Windows, poll elsewhere) over started ops, kept across calls, so closing
+ * N connections costs O(N) system calls and one wait.  ps_engine_run frees
+ * each op as it finishes, writing its index to freed[] (room for n) and the
+ * count to *nfreed, and returns at the end of the slice, on a signal, or
+ * when no op is pending: the number still pending, or PS_FAIL (err). */
+typedef struct ps_engine ps_engine;
+ps_engine *ps_engine_new(ps_op *ops, size_t n);
+int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
+                  ps_error *err);
+void ps_engine_free(ps_engine *e);
+/* 1 if this engine waits with epoll, 0 with poll/WSAPoll. */
+int ps_engine_uses_epoll(const ps_engine *e);
+
 /* Whether this build discards with MSG_TRUNC (no copy). */
 int ps_drain_zero_copy(void);
 

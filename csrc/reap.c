@@ -1,126 +1,325 @@
-/* reap.c - waiting on one or many closes at once.
+/* reap.c - the many-connection engine: one readiness set, one wait.
  *
- * One readiness set (poll; WSAPoll on Windows) over every op still
- * pending, one clock read per wait: the wall time of closing N connections
- * is the slowest one's, not the sum.  ps_op_wait is the same loop with
- * N = 1.
+ * The engine keeps the started ops of one call in an active list and their
+ * sockets in one readiness set (epoll on Linux, poll/WSAPoll elsewhere and
+ * for small sets), so each wake touches only the ops that are ready; the
+ * clock is read once per wait.  Deadlines and idle timers are scanned only
+ * when the earliest of them is due.  ps_op_wait and ps_ops_wait are the
+ * same engine, run without freeing.
  */
 #include <math.h>
 #include <stdlib.h>
 
 #include "platform.h"
 
-#define PS_STACK_FDS 64
+#define NONE ((size_t)-1)
 #define PS_LINGER_MAX_BACKOFF_MS 16
+/* Below this many ops one poll() costs less than creating an epoll set. */
+#define PS_EPOLL_MIN_OPS 8
+#define PS_MAX_EVENTS 256
+
+struct ps_engine {
+    ps_op *ops;
+    size_t n;
+    size_t *active; /* indices of PS_PENDING ops */
+    size_t *where;  /* op index -> position in active, or NONE */
+    size_t nactive;
+    size_t *ready;  /* scratch: ops reported ready by one wait */
+    size_t nlinger; /* active Linger ops: their acks are polled, not signalled */
+    unsigned int backoff_ms;
+    int started;
+    double next_timer; /* no deadline or idle timer is due before this */
+    int epfd;          /* -1: the poll backend */
+    ps_pollfd *fds;    /* poll backend */
+    size_t *fd_op;     /* slot -> op index */
+    size_t *op_fd;     /* op index -> slot, or NONE */
+    size_t nfds;
+};
+
+static void unwatch(ps_engine *e, size_t i)
+{
+    size_t slot, last;
+    if (e->epfd >= 0 || e->op_fd[i] == NONE)
+        return; /* epoll: closing the socket (or the set) unregisters it */
+    slot = e->op_fd[i];
+    last = --e->nfds;
+    e->fds[slot] = e->fds[last];
+    e->fd_op[slot] = e->fd_op[last];
+    e->op_fd[e->fd_op[slot]] = slot;
+    e->op_fd[i] = NONE;
+}
+
+static int watch(ps_engine *e, size_t i, ps_error *err)
+{
+    ps_op *op = &e->ops[i];
+    if (op->res.peer_eof)
+        return 0; /* nothing more to read: only its timers matter */
+#if PS_SYS_EPOLL
+    if (e->epfd >= 0) {
+        if (ps_sys_epoll_add(e->epfd, (ps_sock)op->fd, i) != 0) {
+            ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
+            return -1;
+        }
+        return 0;
+    }
+#else
+    (void)err;
+#endif
+    e->fds[e->nfds].fd = (ps_sock)op->fd;
+    e->fds[e->nfds].events = PS_SYS_POLLIN;
+    e->fds[e->nfds].revents = 0;
+    e->fd_op[e->nfds] = i;
+    e->op_fd[i] = e->nfds++;
+    return 0;
+}
+
+static void deactivate(ps_engine *e, size_t i)
+{
+    size_t p = e->where[i], last;
+    if (p == NONE)
+        return;
+    last = e->active[--e->nactive];
+    e->active[p] = last;
+    e->where[last] = p;
+    e->where[i] = NONE;
+    if (e->ops[i].kind == PS_LINGER)
+        e->nlinger--;
+    unwatch(e, i);
+}
+
+/* After op i made progress: if it left PS_PENDING, take it out of the set
+ * and, when freeing, free it.  Returns 1 if it left PS_PENDING. */
+static int settle(ps_engine *e, size_t i, size_t *freed, size_t *nfreed)
+{
+    ps_op *op = &e->ops[i];
+    if (op->phase == PS_PENDING) {
+        if (op->res.peer_eof)
+            unwatch(e, i); /* poll would report EOF forever */
+        return 0;
+    }
+    deactivate(e, i);
+    if (freed != NULL && op->phase == PS_CLOSING &&
+        ps_op_finish(op) == PS_DONE && op->res.closed)
+        freed[(*nfreed)++] = i;
+    return 1;
+}
+
+/* Expire what is due and find the next timer.  Returns 1 if any op left
+ * PS_PENDING. */
+static int scan_timers(ps_engine *e, double now, size_t *freed,
+                       size_t *nfreed)
+{
+    double next = now + 3600.0;
+    int changed = 0;
+    size_t k = e->nactive;
+    while (k-- > 0) {
+        size_t i = e->active[k];
+        ps_op *op = &e->ops[i];
+        if (now >= op->deadline)
+            ps_op_expire(op, PS_REASON_TIMEOUT);
+        else if (op->idle > 0 && now >= op->idle_deadline)
+            ps_op_expire(op, PS_REASON_IDLE);
+        if (settle(e, i, freed, nfreed)) {
+            changed = 1;
+            continue;
+        }
+        if (op->deadline < next)
+            next = op->deadline;
+        if (op->idle > 0 && op->idle_deadline < next)
+            next = op->idle_deadline;
+    }
+    e->next_timer = next;
+    return changed;
+}
+
+/* Step op i after readiness (or an ack poll); `now` is the one clock
+ * reading of this wake, which restarts the idle timer if data came. */
+static int progress(ps_engine *e, size_t i, double now, size_t *freed,
+                    size_t *nfreed)
+{
+    ps_op *op = &e->ops[i];
+    if (op->phase != PS_PENDING)
+        return 0; /* a stale event */
+    ps_op_step(op);
+    if (op->got_data) {
+        op->got_data = 0;
+        op->idle_deadline = now + op->idle;
+    }
+    return settle(e, i, freed, nfreed);
+}
+
+/* Wait for readiness; fills e->ready, returns how many, or -1. */
+static int wait_ready(ps_engine *e, int ms)
+{
+    int rc, j, k = 0;
+    size_t s;
+#if PS_SYS_EPOLL
+    if (e->epfd >= 0) {
+        ps_event evs[PS_MAX_EVENTS];
+        rc = ps_sys_epoll_wait(e->epfd, evs, PS_MAX_EVENTS, ms);
+        for (j = 0; j < rc; j++)
+            e->ready[k++] = ps_sys_event_tag(&evs[j]);
+        return rc < 0 ? -1 : k;
+    }
+#endif
+    rc = e->nfds ? ps_sys_poll(e->fds, e->nfds, ms) : ps_sys_sleep(ms);
+    if (rc < 0)
+        return -1;
+    for (s = 0; s < e->nfds && k < rc; s++) {
+        if (e->fds[s].revents)
+            e->ready[k++] = e->fd_op[s];
+    }
+    (void)j;
+    return k;
+}
+
+ps_engine *ps_engine_new(ps_op *ops, size_t n)
+{
+    ps_engine *e = calloc(1, sizeof *e);
+    size_t i, m = n ? n : 1;
+    if (e == NULL)
+        return NULL;
+    e->ops = ops;
+    e->n = n;
+    e->epfd = -1;
+    e->backoff_ms = 1;
+    e->active = malloc(m * sizeof *e->active);
+    e->where = malloc(m * sizeof *e->where);
+    e->ready = malloc(m * sizeof *e->ready);
+    if (e->active == NULL || e->where == NULL || e->ready == NULL)
+        goto fail;
+    for (i = 0; i < n; i++)
+        e->where[i] = NONE;
+#if PS_SYS_EPOLL
+    if (n >= PS_EPOLL_MIN_OPS)
+        e->epfd = ps_sys_epoll_open(); /* on failure: the poll backend */
+#endif
+    if (e->epfd < 0) {
+        e->fds = malloc(m * sizeof *e->fds);
+        e->fd_op = malloc(m * sizeof *e->fd_op);
+        e->op_fd = malloc(m * sizeof *e->op_fd);
+        if (e->fds == NULL || e->fd_op == NULL || e->op_fd == NULL)
+            goto fail;
+        for (i = 0; i < n; i++)
+            e->op_fd[i] = NONE;
+    }
+    return e;
+fail:
+    ps_engine_free(e);
+    return NULL;
+}
+
+void ps_engine_free(ps_engine *e)
+{
+    if (e == NULL)
+        return;
+#if PS_SYS_EPOLL
+    if (e->epfd >= 0)
+        ps_sys_epoll_close(e->epfd);
+#endif
+    free(e->active);
+    free(e->where);
+    free(e->ready);
+    free(e->fds);
+    free(e->fd_op);
+    free(e->op_fd);
+    free(e);
+}
+
+int ps_engine_uses_epoll(const ps_engine *e) { return e->epfd >= 0; }
+
+/* Begin: each op takes its first non-blocking step (shutdown, a first
+ * drain) and joins the set if still pending. */
+static int begin(ps_engine *e, size_t *freed, size_t *nfreed, ps_error *err)
+{
+    size_t i;
+    int changed = 0;
+    e->started = 1;
+    for (i = 0; i < e->n; i++) {
+        ps_op *op = &e->ops[i];
+        if (op->phase == PS_PENDING)
+            ps_op_step(op);
+        if (op->phase != PS_PENDING) {
+            changed |= settle(e, i, freed, nfreed);
+            continue;
+        }
+        e->where[i] = e->nactive;
+        e->active[e->nactive++] = i;
+        if (op->kind == PS_LINGER)
+            e->nlinger++;
+        if (watch(e, i, err) != 0)
+            return -1;
+    }
+    return changed;
+}
+
+int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
+                  ps_error *err)
+{
+    double now = ps_sys_now(), slice_end, wake;
+    int changed = 0, polled = 0, rc, ms, j;
+    size_t k;
+
+    if (nfreed != NULL)
+        *nfreed = 0;
+    if (!e->started) {
+        changed = begin(e, freed, nfreed, err);
+        if (changed < 0)
+            return PS_FAIL;
+        e->next_timer = now; /* scan the timers at once */
+    }
+    slice_end = now + slice_ms / 1000.0;
+    for (;;) {
+        if (now >= e->next_timer)
+            changed |= scan_timers(e, now, freed, nfreed);
+        /* Without freeing, the caller wants each op as soon as it is
+         * ready; a slice of 0 still waits once, so it makes progress. */
+        if (e->nactive == 0 || (changed && freed == NULL) ||
+            (polled && now >= slice_end))
+            break;
+        wake = slice_end < e->next_timer ? slice_end : e->next_timer;
+        if (e->nlinger && now + e->backoff_ms / 1000.0 < wake)
+            wake = now + e->backoff_ms / 1000.0;
+        ms = (int)ceil((wake - now) * 1000.0);
+        rc = wait_ready(e, ms < 0 ? 0 : ms);
+        polled = 1;
+        if (rc < 0) {
+            int oserr = ps_sys_error();
+            if (oserr == PS_OS_EINTR)
+                break; /* back to the caller, whose signal handlers run */
+            ps_set_error(err, oserr, PS_STEP_POLL);
+            return PS_FAIL;
+        }
+        now = ps_sys_now();
+        for (j = 0; j < rc; j++)
+            changed |= progress(e, e->ready[j], now, freed, nfreed);
+        if (e->nlinger) {
+            /* No event says "acknowledged": poll the Linger ops' acks. */
+            k = e->nactive;
+            while (k-- > 0) {
+                if (k < e->nactive && e->ops[e->active[k]].kind == PS_LINGER)
+                    changed |= progress(e, e->active[k], now, freed, nfreed);
+            }
+            if (e->backoff_ms < PS_LINGER_MAX_BACKOFF_MS)
+                e->backoff_ms *= 2;
+        }
+    }
+    return (int)e->nactive;
+}
 
 int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err)
 {
-    ps_pollfd stack_fds[PS_STACK_FDS];
-    size_t stack_idx[PS_STACK_FDS];
-    ps_pollfd *fds = stack_fds;
-    size_t *idx = stack_idx;
-    size_t i, m, pending = 0;
-    double now, wake, slice_end = -1;
-    int changed = 0, polled = 0, rc, ms;
-
-    /* Ops not begun yet do their first non-blocking step now. */
-    for (i = 0; i < n; i++) {
-        if (ops[i].phase == PS_PENDING && !ops[i].setup &&
-            ps_op_step(&ops[i]) != PS_PENDING)
-            changed = 1;
-    }
-    if (n > PS_STACK_FDS) {
-        fds = malloc(n * sizeof *fds);
-        idx = malloc(n * sizeof *idx);
-        if (fds == NULL || idx == NULL) {
-            free(fds == stack_fds ? NULL : fds);
-            free(idx == stack_idx ? NULL : idx);
-            err->code = PS_ENOMEM;
-            err->oserr = 0;
-            err->step = PS_STEP_POLL;
-            return PS_FAIL;
-        }
-    }
-    for (;;) {
-        now = ps_sys_now();
-        if (slice_end < 0)
-            slice_end = now + slice_ms / 1000.0;
-        wake = slice_end;
-        pending = m = 0;
-        for (i = 0; i < n; i++) {
-            ps_op *op = &ops[i];
-            if (op->phase != PS_PENDING)
-                continue;
-            if (op->got_data) {
-                op->got_data = 0;
-                op->idle_deadline = now + op->idle;
-            }
-            if (now >= op->deadline) {
-                ps_op_expire(op, PS_REASON_TIMEOUT);
-                changed = 1;
-                continue;
-            }
-            if (op->idle > 0 && now >= op->idle_deadline) {
-                ps_op_expire(op, PS_REASON_IDLE);
-                changed = 1;
-                continue;
-            }
-            pending++;
-            if (op->deadline < wake)
-                wake = op->deadline;
-            if (op->idle > 0 && op->idle_deadline < wake)
-                wake = op->idle_deadline;
-            if (op->kind == PS_LINGER &&
-                now + op->backoff_ms / 1000.0 < wake)
-                wake = now + op->backoff_ms / 1000.0;
-            if (!op->res.peer_eof) {
-                fds[m].fd = (ps_sock)op->fd;
-                fds[m].events = PS_SYS_POLLIN;
-                fds[m].revents = 0;
-                idx[m++] = i;
-            }
-        }
-        /* A slice of 0 still polls once, so ps_op_wait(op, 0) makes progress. */
-        if (changed || pending == 0 || (polled && now >= slice_end))
-            break;
-        ms = (int)ceil((wake - now) * 1000.0);
-        if (ms < 0)
-            ms = 0;
-        rc = m ? ps_sys_poll(fds, m, ms) : ps_sys_sleep(ms);
-        polled = 1;
-        if (rc < 0) {
-            int e = ps_sys_error();
-            if (e == PS_OS_EINTR)
-                break; /* back to the caller, whose signal handlers run */
-            ps_set_error(err, e, PS_STEP_POLL);
-            pending = (size_t)-1;
-            break;
-        }
-        for (i = 0; i < m && rc > 0; i++) {
-            if (fds[i].revents && ps_op_step(&ops[idx[i]]) != PS_PENDING)
-                changed = 1;
-        }
-        for (i = 0; i < n; i++) {
-            ps_op *op = &ops[i];
-            if (op->kind != PS_LINGER || op->phase != PS_PENDING)
-                continue;
-            if (ps_op_step(op) != PS_PENDING)
-                changed = 1;
-            else if (op->backoff_ms < PS_LINGER_MAX_BACKOFF_MS)
-                op->backoff_ms *= 2;
-        }
-    }
-    if (fds != stack_fds) {
-        free(fds);
-        free(idx);
-    }
-    if (pending == (size_t)-1)
+    ps_engine *e = ps_engine_new(ops, n);
+    int r;
+    if (e == NULL) {
+        err->code = PS_ENOMEM;
+        err->oserr = 0;
+        err->step = PS_STEP_POLL;
         return PS_FAIL;
-    /* Count again: the loop may have ended before its tally was final. */
-    pending = 0;
-    for (i = 0; i < n; i++)
-        pending += ops[i].phase == PS_PENDING;
-    return (int)pending;
+    }
+    r = ps_engine_run(e, slice_ms, NULL, NULL, err);
+    ps_engine_free(e);
+    return r;
 }
 
 int ps_op_wait(ps_op *op, int slice_ms)

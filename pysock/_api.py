@@ -113,25 +113,34 @@ def _result(res: Any) -> CloseResult:
 
 
 def _run(ops: Any, owners: list[socket.socket | None]) -> None:
-    """Drive started ops to the end: wait, free what is ready, detach owners.
+    """Drive started ops to the end on one engine (one readiness set, one
+    wait), detaching each socket object as soon as its handle is freed.
 
     If a signal handler raises, the exception propagates; an op whose handle
     was not freed yet stays owned by its socket object."""
     n = len(owners)
     freed = ffi.new("size_t[]", n)
+    nfreed = ffi.new("size_t *")
     err = ffi.new("ps_error *")
+    engine = lib.ps_engine_new(ops, n)
+    if engine == ffi.NULL:
+        raise MemoryError("pysock: out of memory for the close engine")
     try:
         while True:
-            lib.ps_ops_finish(ops, n, freed)
-            pending = lib.ps_ops_wait(ops, n, _SLICE_MS, err)
+            nfreed[0] = 0
+            pending = lib.ps_engine_run(engine, _SLICE_MS, freed, nfreed, err)
+            for j in range(nfreed[0]):
+                owner = owners[freed[j]]
+                if owner is not None:
+                    owner.detach()
             if pending == lib.PS_FAIL:
                 raise_error(err)
             if pending == 0:
-                lib.ps_ops_finish(ops, n, freed)
                 break
     finally:
-        for i, owner in enumerate(owners):
-            if owner is not None and ops[i].res.closed:
+        lib.ps_engine_free(engine)
+        for i, owner in enumerate(owners):  # only after an exception
+            if owner is not None and ops[i].res.closed and owner.fileno() != -1:
                 owner.detach()
     for i in range(n):
         if ops[i].phase == lib.PS_FAIL:

@@ -2,7 +2,9 @@
 
 The cdef is the part of csrc/pysock.h between its cdef markers, so the C API
 is declared once.  Extra compiler flags come from the environment variable
-PYSOCK_CFLAGS (CI sets ``-Wall -Wextra -Werror``, or the sanitizers).
+PYSOCK_CFLAGS (CI sets ``-Wall -Wextra -Werror``, or the sanitizers), and
+PYSOCK_BACKEND=poll builds the portable poll() engine on Linux instead of
+epoll (the backend macOS and the BSDs use), so that path is tested here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def _flags() -> tuple[list[str], list[str]]:
     extra = shlex.split(os.environ.get("PYSOCK_CFLAGS", ""))
     compile_args = list(extra)
     link_args = [f for f in extra if f.startswith("-fsanitize")]
+    backend = os.environ.get("PYSOCK_BACKEND", "")
+    if backend == "poll":
+        compile_args.append("-DPS_FORCE_POLL")
+    elif backend not in ("", "default", "epoll"):
+        raise SystemExit(f"PYSOCK_BACKEND must be 'poll' or unset, not {backend!r}")
     if sys.platform != "win32":
         compile_args.insert(0, "-std=c99")
         compile_args.append("-D_DEFAULT_SOURCE")
