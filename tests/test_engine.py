@@ -1,0 +1,111 @@
+"""The many-connection engine behind close_many: 1,000+ sockets on one
+readiness set, results in input order, one wait, bad handles in big lists."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from support import reset_after_eof
+
+import pysock
+
+N = 1000
+
+
+@pytest.fixture
+def many_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    """N connected pairs from one listener (2N descriptors)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * N + 200
+    if soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    try:
+        with socket.create_server(("127.0.0.1", 0), backlog=N) as listener:
+            for _ in range(N):
+                client = socket.create_connection(listener.getsockname()[:2], timeout=5)
+                server, _ = listener.accept()
+                pairs.append((server, client))
+        yield pairs
+    finally:
+        for server, client in pairs:
+            for s in (server, client):
+                with contextlib.suppress(OSError):
+                    s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_thousand_drains_end_at_each_peers_eof_in_input_order(many_pairs):
+    for i, (_, client) in enumerate(many_pairs):
+        client.sendall(b"q" * (i % 251))  # each peer sends its own amount
+    half = len(many_pairs) // 2
+    for _, client in many_pairs[:half]:
+        client.close()
+    go = threading.Event()
+
+    def close_the_rest() -> None:
+        go.wait(5)
+        for _, client in many_pairs[half:]:
+            client.close()
+
+    closer = threading.Thread(target=close_the_rest)
+    closer.start()
+    go.set()
+    results = pysock.close_many([s for s, _ in many_pairs], pysock.Drain(timeout=10))
+    closer.join()
+    assert len(results) == N
+    assert [r.reason for r in results] == ["eof"] * N
+    assert [r.drained for r in results] == [i % 251 for i in range(N)]
+    assert all(r.how == "graceful" and r.peer_eof for r in results)
+    assert all(s.fileno() == -1 for s, _ in many_pairs)
+
+
+def test_thousand_silent_peers_all_end_at_one_deadline_with_reset(many_pairs):
+    start = time.monotonic()
+    results = pysock.close_many([s for s, _ in many_pairs], pysock.Drain(timeout=0.5, idle=None))
+    wall = time.monotonic() - start
+    assert {r.reason for r in results} == {"timeout"}
+    assert {r.how for r in results} == {"abortive"}
+    # One wait for all of them, not one per socket (that would be 500 s).
+    assert 0.4 <= wall < 5.0
+    for _, client in many_pairs:
+        assert client.recv(16) == b""  # our FIN from shutdown(send) ...
+        assert reset_after_eof(client)  # ... then the RST of the deadline
+
+
+def test_thousand_lingers_all_acknowledged(many_pairs):
+    for server, _ in many_pairs:
+        server.sendall(b"r" * 1000)
+    results = pysock.close_many([s for s, _ in many_pairs], pysock.Linger(5))
+    assert {(r.how, r.reason, r.acked) for r in results} == {("graceful", "closed", True)}
+    for _, client in many_pairs:
+        assert len(client.recv(4096)) == 1000
+        assert client.recv(16) == b""
+
+
+def test_bad_handle_deep_in_a_big_list_closes_nothing(many_pairs):
+    read_end, write_end = os.pipe()
+    try:
+        handles: list[socket.socket | int] = [s for s, _ in many_pairs]
+        handles.insert(N // 2, read_end)
+        with pytest.raises(pysock.NotASocketError):
+            pysock.close_many(handles, pysock.Drain(timeout=1))
+        assert all(s.fileno() != -1 for s, _ in many_pairs)
+        # No peer saw EOF or anything else: nothing was shut down.
+        readable, _, _ = select.select([c for _, c in many_pairs[:500]], [], [], 0)
+        assert readable == []
+        os.write(write_end, b"still open")
+        assert os.read(read_end, 32) == b"still open"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
