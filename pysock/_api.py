@@ -44,6 +44,11 @@ Socket = socket.socket | int
 _MAX_HANDLE = 2**63 - 1 if sys.platform == "win32" else 2**31 - 1
 
 _SLICE_MS = 50
+_DONE = lib.PS_DONE
+_ps_close_now = lib.ps_close_now
+_ffi_new = ffi.new
+_RESULT_P = ffi.typeof("ps_result *")
+
 _GRACEFUL = Graceful()
 _HOWS = ("graceful", "abortive")
 _REASONS = ("closed", "eof", "timeout", "idle", "max_bytes", "reset", "not_connected")
@@ -101,15 +106,25 @@ def _check_stream(kind: int, owner: socket.socket | None) -> None:
         raise ValueError("Linger and Drain need a stream (TCP) socket")
 
 
+# CloseResult is a frozen dataclass; building one through its __init__ costs
+# more than the close itself, so results are filled through the slots.
+_new = object.__new__
+_set_how, _set_reason, _set_peer_eof, _set_drained, _set_elapsed, _set_acked = (
+    vars(CloseResult)[name].__set__
+    for name in ("how", "reason", "peer_eof", "drained", "elapsed", "acked")
+)
+_ACKED = (None, False, True)  # indexed by the core's acked + 1
+
+
 def _result(res: Any) -> CloseResult:
-    return CloseResult(
-        how=_HOWS[res.how],  # type: ignore[arg-type]
-        reason=_REASONS[res.reason],  # type: ignore[arg-type]
-        peer_eof=bool(res.peer_eof),
-        drained=int(res.drained),
-        elapsed=float(res.elapsed),
-        acked=None if res.acked < 0 else bool(res.acked),
-    )
+    result: CloseResult = _new(CloseResult)
+    _set_how(result, _HOWS[res.how])
+    _set_reason(result, _REASONS[res.reason])
+    _set_peer_eof(result, res.peer_eof != 0)
+    _set_drained(result, res.drained)
+    _set_elapsed(result, res.elapsed)
+    _set_acked(result, _ACKED[res.acked + 1])
+    return result
 
 
 def _run(ops: Any, owners: list[socket.socket | None]) -> None:
@@ -147,23 +162,40 @@ def _run(ops: Any, owners: list[socket.socket | None]) -> None:
             raise_error(ops[i].res.err)
 
 
+def _close_now(sock: Socket, abortive: int) -> CloseResult:
+    """Graceful or Abortive: one call into the core, the fast path."""
+    if isinstance(sock, socket.socket):
+        fd = sock.fileno()
+        owner: socket.socket | None = sock
+        if fd == -1:
+            _handle(sock)  # raises
+    else:
+        fd, owner = _handle(sock)
+    res = _ffi_new(_RESULT_P)
+    try:
+        rc = _ps_close_now(fd, abortive, res)
+    finally:
+        if owner is not None and res.closed:
+            owner.detach()
+    if rc != _DONE:
+        raise_error(res.err)
+    return _result(res)
+
+
 def close(sock: Socket, policy: Policy = _GRACEFUL) -> CloseResult:
     """Shut down and close ``sock`` by ``policy``; see :class:`CloseResult`."""
+    kind = type(policy)
+    if kind is Graceful:
+        return _close_now(sock, 0)
+    if kind is Abortive:
+        return _close_now(sock, 1)
     fd, owner = _handle(sock)
-    kind, timeout, idle, cap = _op_args(policy)
-    if kind <= lib.PS_ABORTIVE:
-        res = ffi.new("ps_result *")
-        try:
-            rc = lib.ps_close_now(fd, kind, res)
-        finally:
-            if owner is not None and res.closed:
-                owner.detach()
-        if rc != lib.PS_DONE:
-            raise_error(res.err)
-        return _result(res)
-    _check_stream(kind, owner)
+    code, timeout, idle, cap = _op_args(policy)
+    if code <= lib.PS_ABORTIVE:  # a subclass of Graceful or Abortive
+        return _close_now(sock, code)
+    _check_stream(code, owner)
     op = ffi.new("ps_op[1]")
-    if lib.ps_op_start(op, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
+    if lib.ps_op_start(op, fd, code, timeout, idle, cap) == lib.PS_FAIL:
         raise_error(op[0].res.err)
     _run(op, [owner])
     return _result(op[0].res)
@@ -171,7 +203,7 @@ def close(sock: Socket, policy: Policy = _GRACEFUL) -> CloseResult:
 
 def abort(sock: Socket) -> CloseResult:
     """``close(sock, Abortive())``: the peer gets RST at once."""
-    return close(sock, Abortive())
+    return _close_now(sock, 1)
 
 
 def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[CloseResult]:
