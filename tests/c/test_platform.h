@@ -28,6 +28,9 @@ typedef struct {
 #define TP_LINGER_CLOSE_NONBLOCK_FAILS 1
 #define TP_HAVE_LOCAL_STREAM_PAIR 0
 #define TP_HAVE_ISOLATION 0
+/* What Wine's setsockopt/shutdown answer for a handle that is not a
+ * socket (Windows: WSAENOTSOCK). */
+#define TP_OS_EOPNOTSUPP WSAEOPNOTSUPP
 
 static inline int tp_init(void) { return ps_sys_init(); }
 
@@ -117,6 +120,7 @@ static inline int tp_isolated(int (*fn)(void *), void *arg, char *why,
 #define TP_LINGER_CLOSE_NONBLOCK_FAILS 0
 #define TP_HAVE_LOCAL_STREAM_PAIR 1
 #define TP_HAVE_ISOLATION 1
+#define TP_OS_EOPNOTSUPP EOPNOTSUPP /* only read under Wine */
 
 static inline int tp_init(void)
 {
