@@ -150,6 +150,14 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n);
 int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
                   ps_error *err);
 void ps_engine_free(ps_engine *e);
+/* For a long-lived engine (a reaper): ops[i], started with ps_op_start, is
+ * begun by the next run (instead of all ops at the first run).  A wake
+ * socket, when readable, makes run return at once so the caller can add
+ * ops; the caller empties it.  With a wake socket, run waits out its slice
+ * even when nothing is pending. */
+int ps_engine_add(ps_engine *e, size_t i, ps_error *err);
+int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err);
+size_t ps_engine_pending(const ps_engine *e);
 /* 1 if this engine waits with epoll, 0 with poll/WSAPoll. */
 int ps_engine_uses_epoll(const ps_engine *e);
 

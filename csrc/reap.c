@@ -13,6 +13,7 @@
 #include "platform.h"
 
 #define NONE ((size_t)-1)
+#define WAKE_TAG ((size_t)-2) /* the readiness tag of the wake socket */
 #define PS_LINGER_MAX_BACKOFF_MS 16
 /* Below this many ops one poll() costs less than creating an epoll set. */
 #define PS_EPOLL_MIN_OPS 8
@@ -29,6 +30,10 @@ struct ps_engine {
     unsigned int backoff_ms;
     int started;
     double next_timer; /* no deadline or idle timer is due before this */
+    size_t *incoming;  /* ops added by ps_engine_add, begun by the next run */
+    size_t nincoming;
+    intptr_t wake_fd;  /* readable: run returns (-1: none) */
+    int woken;
     int epfd;          /* -1: the poll backend */
     ps_pollfd *fds;    /* poll backend */
     size_t *fd_op;     /* slot -> op index */
@@ -157,16 +162,25 @@ static int wait_ready(ps_engine *e, int ms)
     if (e->epfd >= 0) {
         ps_event evs[PS_MAX_EVENTS];
         rc = ps_sys_epoll_wait(e->epfd, evs, PS_MAX_EVENTS, ms);
-        for (j = 0; j < rc; j++)
-            e->ready[k++] = ps_sys_event_tag(&evs[j]);
+        for (j = 0; j < rc; j++) {
+            size_t tag = ps_sys_event_tag(&evs[j]);
+            if (tag == WAKE_TAG)
+                e->woken = 1;
+            else
+                e->ready[k++] = tag;
+        }
         return rc < 0 ? -1 : k;
     }
 #endif
     rc = e->nfds ? ps_sys_poll(e->fds, e->nfds, ms) : ps_sys_sleep(ms);
     if (rc < 0)
         return -1;
-    for (s = 0; s < e->nfds && k < rc; s++) {
-        if (e->fds[s].revents)
+    for (s = 0; s < e->nfds; s++) {
+        if (!e->fds[s].revents)
+            continue;
+        if (e->fd_op[s] == WAKE_TAG)
+            e->woken = 1;
+        else
             e->ready[k++] = e->fd_op[s];
     }
     (void)j;
@@ -186,7 +200,10 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n)
     e->active = malloc(m * sizeof *e->active);
     e->where = malloc(m * sizeof *e->where);
     e->ready = malloc(m * sizeof *e->ready);
-    if (e->active == NULL || e->where == NULL || e->ready == NULL)
+    e->incoming = malloc(m * sizeof *e->incoming);
+    e->wake_fd = -1;
+    if (e->active == NULL || e->where == NULL || e->ready == NULL ||
+        e->incoming == NULL)
         goto fail;
     for (i = 0; i < n; i++)
         e->where[i] = NONE;
@@ -195,8 +212,8 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n)
         e->epfd = ps_sys_epoll_open(); /* on failure: the poll backend */
 #endif
     if (e->epfd < 0) {
-        e->fds = malloc(m * sizeof *e->fds);
-        e->fd_op = malloc(m * sizeof *e->fd_op);
+        e->fds = malloc((m + 1) * sizeof *e->fds); /* + the wake socket */
+        e->fd_op = malloc((m + 1) * sizeof *e->fd_op);
         e->op_fd = malloc(m * sizeof *e->op_fd);
         if (e->fds == NULL || e->fd_op == NULL || e->op_fd == NULL)
             goto fail;
@@ -220,6 +237,7 @@ void ps_engine_free(ps_engine *e)
     free(e->active);
     free(e->where);
     free(e->ready);
+    free(e->incoming);
     free(e->fds);
     free(e->fd_op);
     free(e->op_fd);
@@ -228,45 +246,90 @@ void ps_engine_free(ps_engine *e)
 
 int ps_engine_uses_epoll(const ps_engine *e) { return e->epfd >= 0; }
 
-/* Begin: each op takes its first non-blocking step (shutdown, a first
- * drain) and joins the set if still pending. */
-static int begin(ps_engine *e, size_t *freed, size_t *nfreed, ps_error *err)
+/* Begin op i: its first non-blocking step (shutdown, a first drain), then
+ * it joins the set if still pending.  1 if it is already over, -1 on error. */
+static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
+                    ps_error *err)
 {
-    size_t i;
-    int changed = 0;
-    e->started = 1;
-    for (i = 0; i < e->n; i++) {
-        ps_op *op = &e->ops[i];
-        if (op->phase == PS_PENDING)
-            ps_op_step(op);
-        if (op->phase != PS_PENDING) {
-            changed |= settle(e, i, freed, nfreed);
-            continue;
-        }
-        e->where[i] = e->nactive;
-        e->active[e->nactive++] = i;
-        if (op->kind == PS_LINGER)
-            e->nlinger++;
-        if (watch(e, i, err) != 0)
-            return -1;
-    }
-    return changed;
+    ps_op *op = &e->ops[i];
+    if (e->where[i] != NONE)
+        return 0; /* already in the set */
+    if (op->phase == PS_PENDING)
+        ps_op_step(op);
+    if (op->phase != PS_PENDING)
+        return settle(e, i, freed, nfreed);
+    e->where[i] = e->nactive;
+    e->active[e->nactive++] = i;
+    if (op->kind == PS_LINGER)
+        e->nlinger++;
+    if (op->deadline < e->next_timer)
+        e->next_timer = op->deadline;
+    if (op->idle > 0 && op->idle_deadline < e->next_timer)
+        e->next_timer = op->idle_deadline;
+    return watch(e, i, err);
 }
+
+int ps_engine_add(ps_engine *e, size_t i, ps_error *err)
+{
+    if (i >= e->n || e->nincoming >= e->n) {
+        err->code = PS_EINVAL;
+        err->oserr = 0;
+        err->step = PS_STEP_ARGS;
+        return PS_FAIL;
+    }
+    if (!e->started) {
+        e->started = 1; /* ops are added one by one: no begin-all */
+        e->next_timer = ps_sys_now() + 3600.0;
+    }
+    e->incoming[e->nincoming++] = i;
+    return PS_DONE;
+}
+
+int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err)
+{
+    e->wake_fd = fd;
+#if PS_SYS_EPOLL
+    if (e->epfd >= 0) {
+        if (ps_sys_epoll_add(e->epfd, (ps_sock)fd, WAKE_TAG) != 0) {
+            ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
+            return PS_FAIL;
+        }
+        return PS_DONE;
+    }
+#else
+    (void)err;
+#endif
+    e->fds[e->nfds].fd = (ps_sock)fd;
+    e->fds[e->nfds].events = PS_SYS_POLLIN;
+    e->fds[e->nfds].revents = 0;
+    e->fd_op[e->nfds++] = WAKE_TAG;
+    return PS_DONE;
+}
+
+size_t ps_engine_pending(const ps_engine *e) { return e->nactive; }
 
 int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
                   ps_error *err)
 {
     double now = ps_sys_now(), slice_end, wake;
-    int changed = 0, polled = 0, rc, ms, j;
+    int changed = 0, polled = 0, rc = 0, ms, j;
     size_t k;
 
     if (nfreed != NULL)
         *nfreed = 0;
+    e->woken = 0;
     if (!e->started) {
-        changed = begin(e, freed, nfreed, err);
-        if (changed < 0)
-            return PS_FAIL;
+        size_t i;
+        e->started = 1;
         e->next_timer = now; /* scan the timers at once */
+        for (i = 0; i < e->n; i++)
+            e->incoming[e->nincoming++] = i;
+    }
+    while (e->nincoming > 0) {
+        rc = begin_op(e, e->incoming[--e->nincoming], freed, nfreed, err);
+        if (rc < 0)
+            return PS_FAIL;
+        changed |= rc;
     }
     slice_end = now + slice_ms / 1000.0;
     for (;;) {
@@ -274,8 +337,8 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
             changed |= scan_timers(e, now, freed, nfreed);
         /* Without freeing, the caller wants each op as soon as it is
          * ready; a slice of 0 still waits once, so it makes progress. */
-        if (e->nactive == 0 || (changed && freed == NULL) ||
-            (polled && now >= slice_end))
+        if ((e->nactive == 0 && e->wake_fd < 0) || e->woken ||
+            (changed && freed == NULL) || (polled && now >= slice_end))
             break;
         wake = slice_end < e->next_timer ? slice_end : e->next_timer;
         if (e->nlinger && now + e->backoff_ms / 1000.0 < wake)
