@@ -74,7 +74,8 @@ enum {
     PS_REASON_IDLE = 3,
     PS_REASON_MAX_BYTES = 4,
     PS_REASON_RESET = 5,
-    PS_REASON_NOT_CONNECTED = 6
+    PS_REASON_NOT_CONNECTED = 6,
+    PS_REASON_RECLAIMED = 7   /* aborted by a reaper to make room */
 };
 
 typedef struct {
@@ -158,6 +159,10 @@ void ps_engine_free(ps_engine *e);
 int ps_engine_add(ps_engine *e, size_t i, ps_error *err);
 int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err);
 size_t ps_engine_pending(const ps_engine *e);
+/* End pending op i now with `reason` (PS_REASON_TIMEOUT at a reaper's own
+ * deadline, PS_REASON_RECLAIMED to make room): RST, and its handle is
+ * freed before this returns.  From the thread that runs the engine. */
+int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err);
 /* 1 if this engine waits with epoll, 0 with poll/WSAPoll. */
 int ps_engine_uses_epoll(const ps_engine *e);
 

@@ -308,6 +308,35 @@ int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err)
 
 size_t ps_engine_pending(const ps_engine *e) { return e->nactive; }
 
+int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err)
+{
+    size_t k;
+    ps_op *op;
+    if (i >= e->n || e->ops[i].phase != PS_PENDING) {
+        err->code = PS_EINVAL;
+        err->oserr = 0;
+        err->step = PS_STEP_ARGS;
+        return PS_FAIL;
+    }
+    op = &e->ops[i];
+    /* Not begun yet: drop it from the incoming queue. */
+    for (k = 0; k < e->nincoming; k++) {
+        if (e->incoming[k] == i) {
+            e->incoming[k] = e->incoming[--e->nincoming];
+            break;
+        }
+    }
+    ps_op_expire(op, reason);
+    deactivate(e, i);
+    if (op->phase == PS_CLOSING)
+        ps_op_finish(op);
+    if (op->phase == PS_FAIL) {
+        *err = op->res.err;
+        return PS_FAIL;
+    }
+    return PS_DONE;
+}
+
 int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
                   ps_error *err)
 {

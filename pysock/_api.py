@@ -51,7 +51,16 @@ _RESULT_P = ffi.typeof("ps_result *")
 
 _GRACEFUL = Graceful()
 _HOWS = ("graceful", "abortive")
-_REASONS = ("closed", "eof", "timeout", "idle", "max_bytes", "reset", "not_connected")
+_REASONS = (
+    "closed",
+    "eof",
+    "timeout",
+    "idle",
+    "max_bytes",
+    "reset",
+    "not_connected",
+    "reclaimed",
+)
 _SHUTDOWN = {
     "receive": lib.PS_SHUT_RECEIVE,
     "send": lib.PS_SHUT_SEND,

@@ -25,7 +25,9 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 DEFAULT_DRAIN_IDLE = 5.0
 
 How = Literal["graceful", "abortive"]
-Reason = Literal["closed", "eof", "timeout", "idle", "max_bytes", "reset", "not_connected"]
+Reason = Literal[
+    "closed", "eof", "timeout", "idle", "max_bytes", "reset", "not_connected", "reclaimed"
+]
 
 
 def _seconds(name: str, value: object) -> float:
