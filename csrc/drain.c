@@ -16,11 +16,18 @@
 static char ps_discard[PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024];
 #define PS_DRAIN_CHUNK sizeof ps_discard
 
-/* 0: would block; 1: over (res.reason is eof, reset or max_bytes). */
+/* Reads per burst: a peer that floods faster than we discard must not keep
+ * the loop from its deadlines (the engine comes back at once, op->hot). */
+#define PS_BURST_CALLS 64
+
+/* 0: would block (or the budget is spent: op->hot); 1: over (res.reason is
+ * eof, reset or max_bytes). */
 int ps_drain_burst(ps_op *op)
 {
     ps_sock s = (ps_sock)op->fd;
-    for (;;) {
+    int calls;
+    op->hot = 0;
+    for (calls = 0;; calls++) {
         size_t want = PS_DRAIN_CHUNK;
         long n;
         int e;
@@ -32,6 +39,10 @@ int ps_drain_burst(ps_op *op)
             }
             if (left < want)
                 want = (size_t)left;
+        }
+        if (calls == PS_BURST_CALLS) {
+            op->hot = 1;
+            return 0;
         }
         n = ps_sys_recv_discard(s, ps_discard, want);
         if (n > 0) {

@@ -109,3 +109,31 @@ def test_bad_handle_deep_in_a_big_list_closes_nothing(many_pairs):
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_drain_deadline_holds_against_a_peer_that_floods(tcp_pair):
+    server, client = tcp_pair
+    stop = threading.Event()
+    chunk = b"f" * (1 << 20)
+
+    def flood() -> None:
+        # Loopback only, bounded by time: at most 3 s of sending.
+        end = time.monotonic() + 3.0
+        with contextlib.suppress(OSError):
+            while not stop.is_set() and time.monotonic() < end:
+                client.sendall(chunk)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        start = time.monotonic()
+        result = pysock.close(server, pysock.Drain(timeout=0.3, idle=None))
+        elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        flooder.join()
+    assert result.reason == "timeout"
+    assert result.how == "abortive"
+    assert result.drained > 0
+    # The flood never lets recv say EAGAIN; the deadline must hold anyway.
+    assert 0.2 <= elapsed < 1.5
