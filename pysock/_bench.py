@@ -254,6 +254,13 @@ def _cpu() -> float:
     return time.process_time()
 
 
+def _sys_cpu() -> float:
+    """Kernel CPU seconds of this process so far (0.0 where unknown)."""
+    if sys.platform == "win32":
+        return 0.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 # --------------------------------------------------------------------------
 # the C floors
 
@@ -834,6 +841,7 @@ class ManySample:
     cpu: float
     slowest_peer: float
     outcomes: dict[str, int]
+    sys_cpu: float
     peer_errors: int
 
 
@@ -855,13 +863,13 @@ def many_run(peers: Worker, contender: str, n: int, seed: int) -> ManySample:
             s.setblocking(False)  # asyncio needs it; pysock and threads do not mind
         t_start = time.monotonic()
         peers.send(("go", t_start, seed, PEER_SPREAD))
-        c0 = _cpu()
+        c0, k0 = _cpu(), _sys_cpu()
         outcomes = closer(socks, MANY_TIMEOUT)
-        cpu, wall = _cpu() - c0, time.monotonic() - t_start
+        cpu, wall, kernel = _cpu() - c0, time.monotonic() - t_start, _sys_cpu() - k0
         _, slowest, peer_errors = peers.recv(30 + n / 1000)
     finally:
         _close_all(socks)
-    return ManySample(contender, n, wall, cpu, slowest, dict(outcomes), peer_errors)
+    return ManySample(contender, n, wall, cpu, slowest, dict(outcomes), kernel, peer_errors)
 
 
 def run_many(cfg: Config, say: Progress) -> dict[str, Any]:
@@ -894,6 +902,7 @@ def run_many(cfg: Config, say: Progress) -> dict[str, Any]:
                     "wall_s": _median([s.wall for s in ss]),
                     "cpu_s": _median([s.cpu for s in ss]),
                     "cpu_us_per_conn": _median([s.cpu / n * 1e6 for s in ss]),
+                    "sys_share": _median([s.sys_cpu / s.cpu for s in ss if s.cpu > 0]),
                     "slowest_peer_s": _median([s.slowest_peer for s in ss]),
                     "wall_over_slowest": _median([s.wall / s.slowest_peer for s in ss]),
                     "outcomes": dict(outcomes),
@@ -944,12 +953,19 @@ def run_many(cfg: Config, say: Progress) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 # 4. server shape
 
-RESPONSE_BODY = 16 * KiB
-RESPONSE = (
-    b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
-    + f"Content-Length: {RESPONSE_BODY}\r\nConnection: close\r\n\r\n".encode()
-    + b"x" * RESPONSE_BODY
-)
+# A small error page, and one larger than the client's initial receive window
+# (so part of it is still in the server's send buffer when it closes).
+RESPONSE_SIZES = (16 * KiB, 256 * KiB)
+
+
+def http_response(body: int) -> bytes:
+    return (
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+        + f"Content-Length: {body}\r\nConnection: close\r\n\r\n".encode()
+        + b"x" * body
+    )
+
+
 SERVER_DRAIN = pysock.Drain(timeout=5.0, idle=2.0)
 
 
@@ -968,7 +984,7 @@ SERVER_CLOSERS: dict[str, Callable[[socket.socket], None]] = {
 
 
 def _client_handle(message: tuple[Any, ...]) -> tuple[Any, ...]:
-    _, port, nclients, seconds, body = message
+    _, port, nclients, seconds, body, response_len = message
     request = (
         f"POST /upload HTTP/1.1\r\nHost: {LOCAL}\r\nContent-Length: {body}\r\n\r\n".encode()
         + b"b" * body
@@ -1007,7 +1023,7 @@ def _client_handle(message: tuple[Any, ...]) -> tuple[Any, ...]:
                     mine["reset_while_reading"] += 1
                 except OSError:
                     mine["other_errors"] += 1
-            mine["complete" if got == len(RESPONSE) else "truncated"] += 1
+            mine["complete" if got == response_len else "truncated"] += 1
             mine["resets"] += reset
         with lock:
             totals.update(mine)
@@ -1033,8 +1049,9 @@ def client_worker() -> Worker:
 class _Server:
     """Thread per connection; reads the request head only, answers at once."""
 
-    def __init__(self, closer: Callable[[socket.socket], None]) -> None:
+    def __init__(self, closer: Callable[[socket.socket], None], response: bytes) -> None:
         self.closer = closer
+        self.response = response
         self.listener = socket.create_server((LOCAL, 0), backlog=1024)
         self.listener.settimeout(0.05)
         self.port: int = self.listener.getsockname()[1]
@@ -1067,7 +1084,7 @@ class _Server:
                 if not chunk:
                     break
                 head += chunk
-            conn.sendall(RESPONSE)
+            conn.sendall(self.response)
             self.closer(conn)
             self.served += 1
         except OSError:
@@ -1087,6 +1104,7 @@ class _Server:
 @dataclass
 class ServerSample:
     closer: str
+    response: int  # response body bytes
     requests: int
     complete: int
     truncated: int
@@ -1103,20 +1121,23 @@ class ServerSample:
 
 
 def server_run(
-    clients: Worker, closer: str, nclients: int, seconds: float, body: int
+    clients: Worker, closer: str, nclients: int, seconds: float, body: int, response: int
 ) -> ServerSample:
     """``nclients`` clients upload ``body`` bytes for ``seconds``; the server
-    answers 413 at once and closes with ``closer``."""
-    server = _Server(SERVER_CLOSERS[closer])
+    answers 413 (``response`` body bytes) at once, never reads the upload, and
+    closes with ``closer``."""
+    payload = http_response(response)
+    server = _Server(SERVER_CLOSERS[closer], payload)
     try:
         c0 = _cpu()
         _, counts, wall, client_cpu = clients.call(
-            ("run", server.port, nclients, seconds, body), seconds + 60
+            ("run", server.port, nclients, seconds, body, len(payload)), seconds + 60
         )
     finally:
         server.close()
     return ServerSample(
         closer,
+        response,
         counts.get("requests", 0),
         counts.get("complete", 0),
         counts.get("truncated", 0),
@@ -1131,26 +1152,30 @@ def server_run(
 
 def run_server(cfg: Config, say: Progress) -> dict[str, Any]:
     names = list(SERVER_CLOSERS)
-    samples: dict[str, list[ServerSample]] = {n: [] for n in names}
+    samples: dict[tuple[str, int], list[ServerSample]] = {
+        (n, size): [] for size in RESPONSE_SIZES for n in names
+    }
     rows: list[dict[str, Any]] = []
     with client_worker() as clients:
         for r in range(cfg.server_rounds):
-            for name in _rotated(names, r):
-                s = server_run(
-                    clients, name, cfg.server_clients, cfg.server_seconds, cfg.server_body
-                )
-                samples[name].append(s)
-                say(
-                    f"server round {r + 1}/{cfg.server_rounds} {name}: {s.rps:.0f} req/s, "
-                    f"{s.truncated}/{s.requests} truncated, {s.resets} resets"
-                )
-    for name in names:
-        ss = samples[name]
-        requests = sum(s.requests for s in ss)
+            for size in RESPONSE_SIZES:
+                for name in _rotated(names, r):
+                    s = server_run(
+                        clients, name, cfg.server_clients, cfg.server_seconds, cfg.server_body, size
+                    )
+                    samples[(name, size)].append(s)
+                    say(
+                        f"server round {r + 1}/{cfg.server_rounds} {name}, "
+                        f"{size // KiB} KiB response: {s.rps:.0f} req/s, "
+                        f"{s.truncated}/{s.requests} truncated, {s.resets} resets"
+                    )
+    for (name, size), ss in samples.items():
         rows.append(
             {
                 "closer": name,
-                "requests": requests,
+                "response": f"{size // KiB} KiB",
+                "requests": sum(s.requests for s in ss),
+                "complete": sum(s.complete for s in ss),
                 "truncated": sum(s.truncated for s in ss),
                 "resets": sum(s.resets for s in ss),
                 "req_per_s": _median([s.rps for s in ss]),
@@ -1158,31 +1183,36 @@ def run_server(cfg: Config, say: Progress) -> dict[str, Any]:
                 "server_cpu_us_per_req": _median(
                     [s.server_cpu / s.requests * 1e6 for s in ss if s.requests]
                 ),
+                "server_errors": sum(s.server_errors for s in ss),
             }
         )
-    rps = {n: [s.rps for s in samples[n]] for n in names}
-    ratios = {"pysock Drain / plain close, req/s": _ratios(rps["pysock Drain"], rps["plain close"])}
-    targets = [
-        _target(
-            "server",
-            "truncated responses with pysock Drain",
-            float(rows[1]["truncated"]),
-            0.0,
-            "<=",
-        ),
-        _target(
-            "server",
-            "pysock Drain / plain close throughput (req/s)",
-            ratios["pysock Drain / plain close, req/s"],
-            0.9,
-            ">=",
-        ),
-    ]
+    ratios: dict[str, float] = {}
+    for size in RESPONSE_SIZES:
+        drain, plain = samples[("pysock Drain", size)], samples[("plain close", size)]
+        ratios[f"pysock Drain / plain close, req/s ({size // KiB} KiB)"] = _ratios(
+            [s.rps for s in drain], [s.rps for s in plain]
+        )
+        ratios[f"pysock Drain / plain close, complete/s ({size // KiB} KiB)"] = _ratios(
+            [s.complete / s.wall for s in drain], [s.complete / s.wall for s in plain]
+        )
+    truncated = sum(s.truncated for size in RESPONSE_SIZES for s in samples[("pysock Drain", size)])
+    targets = [_target("server", "truncated responses with pysock Drain", float(truncated), 0.0)]
+    for size in RESPONSE_SIZES:
+        key = f"pysock Drain / plain close, req/s ({size // KiB} KiB)"
+        targets.append(
+            _target(
+                "server",
+                f"pysock Drain / plain close throughput, req/s ({size // KiB} KiB response)",
+                ratios[key],
+                0.9,
+                ">=",
+            )
+        )
     return {
         "rows": rows,
         "ratios": ratios,
         "targets": targets,
-        "samples": [asdict(s) for n in names for s in samples[n]],
+        "samples": [asdict(s) for v in samples.values() for s in v],
     }
 
 
@@ -1243,18 +1273,22 @@ _COLUMNS = {
         "wall_s",
         "cpu_s",
         "cpu_us_per_conn",
+        "sys_share",
         "slowest_peer_s",
         "wall_over_slowest",
         "outcomes",
     ),
     "server": (
         "closer",
+        "response",
         "requests",
+        "complete",
         "truncated",
         "resets",
         "req_per_s",
         "complete_per_s",
         "server_cpu_us_per_req",
+        "server_errors",
     ),
 }
 
