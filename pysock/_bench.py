@@ -70,12 +70,18 @@ __all__ = [
     "Config",
     "Worker",
     "client_worker",
+    "close_all",
+    "drain_fns",
     "drain_transfer",
     "load_c_floor",
     "main",
+    "make_pairs",
+    "many_close",
+    "many_connect",
     "many_run",
     "peer_worker",
     "percall_batch",
+    "percall_preparers",
     "raise_nofile",
     "sender_worker",
     "server_run",
@@ -156,7 +162,7 @@ def _abort_linger(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
 
 
-def _close_all(socks: Sequence[socket.socket]) -> None:
+def close_all(socks: Sequence[socket.socket]) -> None:
     for s in socks:
         with contextlib.suppress(OSError):
             s.close()
@@ -376,7 +382,7 @@ def _drain_asyncio(sock: socket.socket) -> tuple[int, int]:
     return asyncio.run(_aio_drain(sock))
 
 
-def _drain_fns(floor: CFloor | None) -> dict[str, DrainFn]:
+def drain_fns(floor: CFloor | None) -> dict[str, DrainFn]:
     fns: dict[str, DrainFn] = {
         "pysock.drain": _drain_pysock,
         "python recv_into 256K": _drain_recv_into,
@@ -463,7 +469,7 @@ def _count_syscalls(run: Callable[[], object]) -> dict[str, int] | None:
 
 
 def run_drain(cfg: Config, floor: CFloor | None, say: Progress) -> dict[str, Any]:
-    fns = _drain_fns(floor)
+    fns = drain_fns(floor)
     names = list(fns)
     samples: dict[str, list[DrainSample]] = {n: [] for n in names}
     with sender_worker() as sender:
@@ -551,8 +557,8 @@ def make_pairs(n: int) -> tuple[list[socket.socket], list[socket.socket]]:
                 s.settimeout(None)
                 servers.append(s)
     except BaseException:
-        _close_all(servers)
-        _close_all(clients)
+        close_all(servers)
+        close_all(clients)
         raise
     return servers, clients
 
@@ -612,7 +618,7 @@ PERCALL_CONTENDERS = (
 )
 
 
-def _percall_preparers(floor: CFloor | None) -> dict[str, Callable[[list[socket.socket]], Thunk]]:
+def percall_preparers(floor: CFloor | None) -> dict[str, Callable[[list[socket.socket]], Thunk]]:
     prep: dict[str, Callable[[list[socket.socket]], Thunk]] = {
         "pysock.abort": _py_abort,
         "stdlib abort": lambda s: _std(s, _LINGER_ABORT),
@@ -649,13 +655,13 @@ def percall_batch(
         run()
         cpu, wall = _cpu() - c0, time.perf_counter() - w0
     finally:
-        _close_all(servers)
-        _close_all(clients)
+        close_all(servers)
+        close_all(clients)
     return BatchSample(contender, n, cpu, wall)
 
 
 def run_percall(cfg: Config, floor: CFloor | None, say: Progress) -> dict[str, Any]:
-    prep = _percall_preparers(floor)
+    prep = percall_preparers(floor)
     names = list(prep)
     samples: dict[str, list[BatchSample]] = {n: [] for n in names}
     for r in range(cfg.percall_rounds):
@@ -720,7 +726,7 @@ def _peer_handle_factory() -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
         if message[0] == "connect":
             _, port, n = message
             raise_nofile(n + 64)
-            _close_all(socks)
+            close_all(socks)
             socks.clear()
             for _ in range(n):
                 s = socket.create_connection((LOCAL, port), timeout=30)
@@ -818,12 +824,12 @@ async def _aio_lingering_close(sock: socket.socket, timeout: float) -> str:
         sock.close()
 
 
-async def _aio_close_all(socks: list[socket.socket], timeout: float) -> list[str]:
+async def _aioclose_all(socks: list[socket.socket], timeout: float) -> list[str]:
     return list(await asyncio.gather(*(_aio_lingering_close(s, timeout) for s in socks)))
 
 
 def _close_many_asyncio(socks: list[socket.socket], timeout: float) -> Counter[str]:
-    return Counter(asyncio.run(_aio_close_all(socks, timeout)))
+    return Counter(asyncio.run(_aioclose_all(socks, timeout)))
 
 
 MANY_CONTENDERS: dict[str, Callable[[list[socket.socket], float], Counter[str]]] = {
@@ -845,10 +851,10 @@ class ManySample:
     peer_errors: int
 
 
-def many_run(peers: Worker, contender: str, n: int, seed: int) -> ManySample:
-    """``n`` connections from the peer process, closed by ``contender`` with
-    Drain(timeout=2) semantics while the peers close within 0-500 ms."""
-    closer = MANY_CONTENDERS[contender]
+def many_connect(peers: Worker, n: int) -> list[socket.socket]:
+    """``n`` connections from the peer process (each peer has sent a little),
+    accepted here and made non-blocking (asyncio needs it; the others do not
+    mind).  Untimed setup."""
     raise_nofile(n + 64)
     socks: list[socket.socket] = []
     try:
@@ -860,7 +866,19 @@ def many_run(peers: Worker, contender: str, n: int, seed: int) -> ManySample:
                 socks.append(s)
         peers.recv(60)
         for s in socks:
-            s.setblocking(False)  # asyncio needs it; pysock and threads do not mind
+            s.setblocking(False)
+    except BaseException:
+        close_all(socks)
+        raise
+    return socks
+
+
+def many_close(peers: Worker, contender: str, socks: list[socket.socket], seed: int) -> ManySample:
+    """Tell the peers to close within 0-500 ms and close every socket with
+    ``contender`` (Drain(timeout=2) semantics); wall and CPU of this side."""
+    closer = MANY_CONTENDERS[contender]
+    n = len(socks)
+    try:
         t_start = time.monotonic()
         peers.send(("go", t_start, seed, PEER_SPREAD))
         c0, k0 = _cpu(), _sys_cpu()
@@ -868,8 +886,13 @@ def many_run(peers: Worker, contender: str, n: int, seed: int) -> ManySample:
         cpu, wall, kernel = _cpu() - c0, time.monotonic() - t_start, _sys_cpu() - k0
         _, slowest, peer_errors = peers.recv(30 + n / 1000)
     finally:
-        _close_all(socks)
+        close_all(socks)
     return ManySample(contender, n, wall, cpu, slowest, dict(outcomes), kernel, peer_errors)
+
+
+def many_run(peers: Worker, contender: str, n: int, seed: int) -> ManySample:
+    """One many-connection run: connect ``n`` (untimed), then close them."""
+    return many_close(peers, contender, many_connect(peers, n), seed)
 
 
 def run_many(cfg: Config, say: Progress) -> dict[str, Any]:
