@@ -116,7 +116,7 @@ class Config:
 
 
 QUICK = Config("quick", 64 * MiB, 4, 500, 8, (1000, 2000), 1, 8, 1.0, 2, 4 * MiB)
-FULL = Config("full", 128 * MiB, 8, 500, 30, (1000, 10000), 3, 16, 2.5, 3, 8 * MiB)
+FULL = Config("full", 128 * MiB, 8, 500, 40, (1000, 10000), 5, 16, 2.5, 3, 8 * MiB)
 
 SECTIONS = ("drain", "percall", "many", "server")
 
