@@ -1,0 +1,396 @@
+"""pysock.Reaper: the background close engine over real loopback sockets,
+checked from the peer's side."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from support import KiB, fd_is_open, payload, recv_all, reset_after_eof
+
+import pysock
+from pysock import Reaper, ReaperClosedError
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    r = Reaper(max_in_flight=64)
+    yield r
+    r.close(timeout=0)
+
+
+def _intact(server: socket.socket, client: socket.socket) -> None:
+    server.sendall(b"s")
+    assert client.recv(1) == b"s"
+    client.sendall(b"c")
+    assert server.recv(1) == b"c"
+
+
+def test_submit_returns_at_once_and_the_result_is_what_the_peer_saw(reaper, tcp_pair):
+    server, client = tcp_pair
+    response = payload(256 * KiB)
+    client.sendall(b"b" * (100 * KiB))  # a body the server never reads
+    server.sendall(response)
+    t0 = time.monotonic()
+    fut = reaper.submit(server, pysock.Drain(timeout=5))
+    assert time.monotonic() - t0 < 0.05
+    assert server.fileno() == -1  # detached at submission
+    data, end = recv_all(client)  # the reaper shut down our side: FIN after the data
+    assert (data, end) == (response, "eof")
+    assert not fut.done()  # still draining: the peer has not closed
+    client.shutdown(socket.SHUT_WR)
+    result = fut.result(5)
+    assert (result.how, result.reason, result.peer_eof) == ("graceful", "eof", True)
+    assert result.drained == 100 * KiB
+    assert result.acked is True
+
+
+def test_linger_through_the_reaper(reaper, tcp_pair):
+    server, client = tcp_pair
+    response = payload(64 * KiB)
+    server.sendall(response)
+    fut = reaper.submit(server, pysock.Linger(5))
+    assert recv_all(client) == (response, "eof")
+    result = fut.result(5)
+    assert (result.how, result.reason, result.acked) == ("graceful", "closed", True)
+
+
+def test_graceful_and_abortive_are_done_at_submission(reaper, make_pair):
+    server, client = make_pair()
+    fut = reaper.submit(server, pysock.Graceful())
+    assert fut.done() and fut.result().how == "graceful"
+    assert recv_all(client) == (b"", "eof")
+    server, client = make_pair()
+    fut = reaper.submit(server, pysock.Abortive())
+    assert fut.done() and fut.result().how == "abortive"
+    assert recv_all(client) == (b"", "reset")
+
+
+def test_future_cannot_be_cancelled(reaper, tcp_pair):
+    server, client = tcp_pair
+    fut = reaper.submit(server, pysock.Drain(timeout=5))
+    assert not fut.cancel()
+    client.close()
+    assert fut.result(5).reason == "eof"
+
+
+@pytest.mark.parametrize("policy", [None, "drain", 3.0, pysock.Drain])
+def test_bad_policy_raises_and_takes_nothing(reaper, tcp_pair, policy):
+    server, client = tcp_pair
+    with pytest.raises(TypeError):
+        reaper.submit(server, policy)
+    _intact(server, client)
+    assert reaper.stats().in_flight == 0
+
+
+def test_non_socket_objects_are_refused(reaper, tcp_pair):
+    server, client = tcp_pair
+    with pytest.raises(TypeError):
+        reaper.submit(server.fileno(), pysock.Drain())  # type: ignore[arg-type]
+    _intact(server, client)
+
+
+def test_closed_socket_raises(reaper, tcp_pair):
+    server, _ = tcp_pair
+    server.close()
+    with pytest.raises(pysock.NotASocketError):
+        reaper.submit(server, pysock.Drain())
+
+
+def test_socket_submitted_twice_raises(reaper, tcp_pair):
+    server, client = tcp_pair
+    fut = reaper.submit(server, pysock.Drain(timeout=5))
+    with pytest.raises(ValueError, match="already submitted"):
+        reaper.submit(server, pysock.Drain(timeout=5))
+    with pytest.raises(ValueError, match="already submitted"):
+        Reaper.submit(reaper, server, pysock.Graceful())
+    client.close()
+    assert fut.result(5).reason == "eof"
+
+
+def test_descriptor_that_is_no_longer_a_socket_is_not_closed(reaper, tcp_pair, pipe):
+    server, _ = tcp_pair
+    r, _ = pipe
+    fd = server.fileno()
+    os.dup2(r, fd)  # the object's descriptor is now a pipe
+    try:
+        with pytest.raises(pysock.NotASocketError):
+            reaper.submit(server, pysock.Drain())
+        assert fd_is_open(fd) and server.fileno() == fd
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("policy", [pysock.Drain(timeout=1), pysock.Linger(1)])
+def test_udp_with_linger_or_drain_raises_and_stays_open(reaper, udp_socket, policy):
+    with pytest.raises(ValueError):
+        reaper.submit(udp_socket, policy)
+    assert udp_socket.fileno() != -1
+    assert fd_is_open(udp_socket.fileno())
+
+
+def test_closed_reaper_refuses(tcp_pair):
+    server, client = tcp_pair
+    r = Reaper(max_in_flight=4)
+    r.close()
+    assert r.closed
+    for policy in (pysock.Drain(), pysock.Graceful()):
+        with pytest.raises(ReaperClosedError, match="closed") as info:
+            r.submit(server, policy)
+        assert isinstance(info.value, RuntimeError)
+    _intact(server, client)
+    r.close()  # idempotent
+
+
+def test_max_in_flight_reclaims_the_oldest(make_pair):
+    pairs = [make_pair() for _ in range(3)]
+    with Reaper(max_in_flight=2) as r:
+        futs = [r.submit(server, pysock.Drain(timeout=5)) for server, _ in pairs]
+        oldest = futs[0].result(5)
+        assert (oldest.how, oldest.reason) == ("abortive", "reclaimed")
+        assert recv_all(pairs[0][1]) == (b"", "reset")
+        assert not futs[1].done() and not futs[2].done()
+        assert r.stats().in_flight == 2
+        for k in (1, 2):
+            client = pairs[k][1]
+            assert recv_all(client) == (b"", "eof")  # the FIN of the drain
+            client.shutdown(socket.SHUT_WR)
+            result = futs[k].result(5)
+            assert (result.how, result.reason) == ("graceful", "eof")
+        stats = r.stats()
+    assert stats.by_reason == {"reclaimed": 1, "eof": 2}
+
+
+def test_reclaim_picks_the_oldest_across_batches(make_pair):
+    pairs = [make_pair() for _ in range(4)]
+    with Reaper(max_in_flight=3) as r:
+        futs = []
+        for server, _ in pairs[:3]:
+            futs.append(r.submit(server, pysock.Drain(timeout=5)))
+        pairs[1][1].close()  # the middle one finishes: its slot is free again
+        assert futs[1].result(5).reason == "eof"
+        futs.append(r.submit(pairs[3][0], pysock.Drain(timeout=5)))
+        assert r.stats().in_flight == 3
+        assert not futs[0].done()  # there was room: nothing reclaimed
+        server, _client = make_pair()
+        futs.append(r.submit(server, pysock.Drain(timeout=5)))
+        assert futs[0].result(5).reason == "reclaimed"  # the oldest, not the newest
+        assert not futs[2].done() and not futs[3].done()
+        r.close(timeout=0)
+
+
+def test_close_timeout_aborts_stragglers(make_pair):
+    (s1, c1), (s2, c2) = make_pair(), make_pair()
+    r = Reaper(max_in_flight=8)
+    straggler = r.submit(s1, pysock.Drain(timeout=30))
+    finisher = r.submit(s2, pysock.Drain(timeout=30))
+    c2.close()
+    assert finisher.result(5).reason == "eof"
+    t0 = time.monotonic()
+    r.close(timeout=0.2)
+    assert 0.15 < time.monotonic() - t0 < 2
+    result = straggler.result(0)
+    assert (result.how, result.reason) == ("abortive", "timeout")
+    assert recv_all(c1) == (b"", "eof")  # the FIN of the drain, then
+    assert reset_after_eof(c1)  # the RST of the abort
+    with pytest.raises(ReaperClosedError):
+        r.submit(make_pair()[0], pysock.Drain())
+
+
+def test_close_without_timeout_waits_for_the_policies(tcp_pair):
+    server, _ = tcp_pair
+    r = Reaper(max_in_flight=8)
+    fut = r.submit(server, pysock.Drain(timeout=0.3))
+    t0 = time.monotonic()
+    r.close()
+    assert 0.2 < time.monotonic() - t0 < 3
+    assert fut.result(0).reason == "timeout"
+
+
+def test_context_manager_finishes_in_flight_work(tcp_pair):
+    server, client = tcp_pair
+    client.sendall(b"x" * 1000)
+    client.shutdown(socket.SHUT_WR)
+    with Reaper(max_in_flight=8) as r:
+        fut = r.submit(server, pysock.Drain(timeout=5))
+    assert r.closed
+    result = fut.result(0)
+    assert (result.reason, result.drained) == ("eof", 1000)
+
+
+def test_stats(reaper, make_pair):
+    assert reaper.stats().in_flight == 0
+    pairs = [make_pair() for _ in range(4)]
+    futs = [reaper.submit(server, pysock.Drain(timeout=5)) for server, _ in pairs[:3]]
+    reaper.submit(pairs[3][0], pysock.Abortive())
+    stats = reaper.stats()
+    assert (stats.in_flight, stats.done, stats.max_in_flight) == (3, 1, 64)
+    for _, client in pairs[:3]:
+        client.close()
+    for fut in futs:
+        fut.result(5)
+    stats = reaper.stats()
+    assert (stats.in_flight, stats.done, stats.failed) == (0, 4, 0)
+    assert stats.by_reason == {"eof": 3, "closed": 1}
+    assert stats.by_how == {"graceful": 3, "abortive": 1}
+
+
+def test_many_threads_submit_at_once(make_pair):
+    nthreads, each = 8, 40
+    pairs = [make_pair() for _ in range(nthreads * each)]
+    for k, (_, client) in enumerate(pairs):
+        client.sendall(b"q" * (k % 500))
+        client.shutdown(socket.SHUT_WR)
+    barrier = threading.Barrier(nthreads)
+    futs: list = [None] * len(pairs)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait(5)
+            for k in range(t * each, (t + 1) * each):
+                futs[k] = r.submit(pairs[k][0], pysock.Drain(timeout=5))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with Reaper(max_in_flight=1024) as r:
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(nthreads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(10)
+        assert not errors
+        for k, fut in enumerate(futs):
+            result = fut.result(5)
+            assert (result.how, result.reason, result.drained) == ("graceful", "eof", k % 500)
+    assert r.stats().done == len(pairs)
+    for _, client in pairs:
+        assert recv_all(client) == (b"", "eof")
+
+
+def test_default_reaper_is_one_and_works(tcp_pair):
+    r = pysock.default_reaper()
+    assert r is pysock.default_reaper()
+    assert isinstance(r, Reaper) and not r.closed
+    server, client = tcp_pair
+    fut = r.submit(server, pysock.Drain(timeout=5))
+    client.close()
+    assert fut.result(5).reason == "eof"
+
+
+def test_interpreter_exit_does_not_hang_on_the_default_reaper():
+    script = textwrap.dedent(
+        """
+        import socket, pysock
+        lst = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(lst.getsockname())
+        server, _ = lst.accept()
+        fut = pysock.default_reaper().submit(server, pysock.Drain(timeout=60))
+        print("submitted", flush=True)
+        """
+    )
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=20
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "submitted"
+    assert time.monotonic() - t0 < 1.0 + 5  # EXIT_TIMEOUT + interpreter start
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_gets_its_own_reaper_and_does_not_hold_the_parents(make_pair):
+    parent_reaper = Reaper(max_in_flight=8)
+    server, client = make_pair()
+    fut = parent_reaper.submit(server, pysock.Drain(timeout=30))
+    report_r, report_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: always os._exit
+        code = 1
+        try:
+            os.close(report_r)
+            os.close(go_w)
+            lines = []
+            try:
+                parent_reaper.submit(socket.socket(), pysock.Drain())
+                lines.append("submit accepted")
+            except ReaperClosedError as exc:
+                lines.append("refused: parent" if "parent" in str(exc) else f"refused: {exc}")
+            mine = pysock.default_reaper()
+            lst = socket.create_server(("127.0.0.1", 0))
+            c = socket.create_connection(lst.getsockname())
+            s, _ = lst.accept()
+            f = mine.submit(s, pysock.Drain(timeout=5))
+            c.close()
+            lines.append(f"own: {f.result(5).reason}")
+            os.write(report_w, ("\n".join(lines) + "\n").encode())
+            os.read(go_r, 1)  # stay alive while the parent aborts
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(report_w)
+    os.close(go_r)
+    try:
+        report = ""
+        while report.count("\n") < 2:
+            readable, _, _ = select.select([report_r], [], [], 10)
+            assert readable, f"the child did not report: {report!r}"
+            more = os.read(report_r, 200).decode()
+            if not more:
+                break
+            report += more
+        os.close(report_r)
+        assert report.splitlines() == ["refused: parent", "own: eof"]
+        # The child is alive and did not keep a copy of the drained socket:
+        # the parent's abort reaches the peer now.
+        assert recv_all(client) == (b"", "eof")
+        parent_reaper.close(timeout=0)
+        assert fut.result(5).reason == "timeout"
+        assert reset_after_eof(client, wait=2)
+    finally:
+        os.write(go_w, b"x")
+        os.close(go_w)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_reaper_thread_is_a_daemon_and_stops_on_close():
+    r = Reaper(max_in_flight=4)
+    thread = r._thread
+    assert thread.daemon and thread.is_alive()
+    r.close()
+    assert not thread.is_alive()
+
+
+def test_bad_max_in_flight():
+    with pytest.raises(ValueError):
+        Reaper(max_in_flight=0)
+    with pytest.raises(TypeError):
+        Reaper(max_in_flight=1.5)  # type: ignore[arg-type]
+
+
+def test_done_callbacks_run_and_a_failing_one_does_not_stop_the_reaper(reaper, make_pair):
+    seen: list[str] = []
+    called = threading.Event()
+    (s1, c1), (s2, c2) = make_pair(), make_pair()
+    f1 = reaper.submit(s1, pysock.Drain(timeout=5))
+    f1.add_done_callback(lambda f: 1 / 0)
+    c1.close()
+    with contextlib.suppress(Exception):
+        f1.result(5)
+    f2 = reaper.submit(s2, pysock.Drain(timeout=5))
+    f2.add_done_callback(lambda f: (seen.append(f.result().reason), called.set()))
+    c2.close()
+    assert f2.result(5).reason == "eof"
+    assert called.wait(5)
+    assert seen == ["eof"]
