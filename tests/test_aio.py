@@ -32,12 +32,20 @@ def run(request: pytest.FixtureRequest) -> Iterator[Run]:
         factory = uvloop.new_event_loop
     else:
         factory = asyncio.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    loop = factory()
+    asyncio.set_event_loop(loop)  # asyncio.Runner is Python >= 3.11
 
-        def go(coro: Coroutine[Any, Any, Any]) -> Any:
-            return runner.run(asyncio.wait_for(coro, 10))
+    def go(coro: Coroutine[Any, Any, Any]) -> Any:
+        return loop.run_until_complete(asyncio.wait_for(coro, 10))
 
+    try:
         yield go
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 @pytest.fixture
