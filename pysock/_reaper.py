@@ -62,6 +62,12 @@ _IDLE_SLICE_MS = 1000
 # While ops are in flight: ps_engine_run returns only at the end of its
 # slice (not when an op is freed), so the slice bounds how late a result is.
 _BUSY_SLICE_MS = 5
+# Python work in the reaper thread holds the GIL; an event loop in another
+# thread waiting for it would wait up to the switch interval (5 ms).  So a
+# big batch (10,000 closes finishing at once) is handled in chunks, with a
+# short sleep between them that lets the waiting thread take the GIL.
+_CHUNK = 64
+_YIELD_S = 0.0001
 _OP_SIZE = ffi.sizeof("ps_op")
 
 Done = Callable[[CloseResult | BaseException], None]
@@ -318,8 +324,10 @@ class Reaper:
                 self._queue = collections.deque()
                 self._woken = False
                 closed, deadline = self._closed, self._deadline
-            for op, done in batch:
+            for k, (op, done) in enumerate(batch, 1):
                 self._begin(op, done)
+                if k % _CHUNK == 0:
+                    time.sleep(_YIELD_S)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 self._abort_all(lib.PS_REASON_TIMEOUT, None)
@@ -333,14 +341,16 @@ class Reaper:
                 slice_ms = max(0, min(slice_ms, int((deadline - now) * 1000) + 1))
             pending = lib.ps_engine_run(engine, slice_ms, freed, nfreed, err)
             n = nfreed[0]
-            if n:
+            for first in range(0, n, _CHUNK):
+                if first:
+                    time.sleep(_YIELD_S)
                 results = []
-                for j in range(n):
+                for j in range(first, min(n, first + _CHUNK)):
                     i = freed[j]
                     results.append((slots[i], _result(ops[i].res)))
                     self._release(i)
                 with self._lock:
-                    self._in_flight -= n
+                    self._in_flight -= len(results)
                     for _, result in results:
                         self._count(result)
                 for done, result in results:
