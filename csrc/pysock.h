@@ -145,8 +145,8 @@ size_t ps_ops_finish(ps_op *ops, size_t n, size_t *freed);
  * Windows, poll elsewhere) over started ops, kept across calls, so closing
  * N connections costs O(N) system calls and one wait.  ps_engine_run frees
  * each op as it finishes, writing its index to freed[] (room for n) and the
- * count to *nfreed, and returns at the end of the slice, on a signal, or
- * when no op is pending: the number still pending, or PS_FAIL (err). */
+ * count to *nfreed, and returns once some op is over, at the end of the
+ * slice, or on a signal: the number still pending, or PS_FAIL (err). */
 typedef struct ps_engine ps_engine;
 ps_engine *ps_engine_new(ps_op *ops, size_t n);
 int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,

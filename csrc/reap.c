@@ -373,10 +373,11 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
     for (;;) {
         if (now >= e->next_timer)
             changed |= scan_timers(e, now, freed, nfreed);
-        /* Without freeing, the caller wants each op as soon as it is
-         * ready; a slice of 0 still waits once, so it makes progress. */
-        if ((e->nactive == 0 && e->wake_fd < 0) || e->woken ||
-            (changed && freed == NULL) || (polled && now >= slice_end))
+        /* Back to the caller as soon as an op is over (it has results to
+         * deliver or handles to detach); a slice of 0 still waits once, so
+         * it makes progress. */
+        if ((e->nactive == 0 && e->wake_fd < 0) || e->woken || changed ||
+            (polled && now >= slice_end))
             break;
         wake = slice_end < e->next_timer ? slice_end : e->next_timer;
         if (e->nlinger && now + e->backoff_ms / 1000.0 < wake)
