@@ -152,6 +152,10 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
                  ? 0
                  : (unsigned long)info.BytesInFlight + 1;
     } else {
+        /* BytesInFlight leaves out data still queued unsent (a full peer
+         * window): zero in flight does not mean all acknowledged. */
+        if (info.BytesInFlight == 0)
+            return -1;
         *n = (unsigned long)info.BytesInFlight;
     }
     return 0;
@@ -413,6 +417,13 @@ static inline int ps_sys_epoll_wait(int ep, ps_event *evs, int max, int ms)
 static inline size_t ps_sys_event_tag(const ps_event *ev)
 {
     return (size_t)ev->data.u64;
+}
+/* Before a close: a socket with another descriptor (a dup, a forked
+ * child's copy) would otherwise stay in the set after we close ours. */
+static inline void ps_sys_epoll_del(int ep, ps_sock s)
+{
+    struct epoll_event ev; /* non-NULL for kernels before 2.6.9 */
+    (void)epoll_ctl(ep, EPOLL_CTL_DEL, s, &ev);
 }
 static inline void ps_sys_epoll_close(int ep) { (void)close(ep); }
 #else

@@ -105,6 +105,7 @@ typedef struct {
     int setup;            /* shutdown(send) done, waiting begun */
     int got_data;
     int hot;              /* the last burst hit its budget: more is queued */
+    int watched;          /* in an epoll set */
     unsigned int backoff_ms;
     double start;
     double deadline;      /* absolute, monotonic; 0 = none */

@@ -47,8 +47,16 @@ struct ps_engine {
 static void unwatch(ps_engine *e, size_t i)
 {
     size_t slot, last;
-    if (e->epfd >= 0 || e->op_fd[i] == NONE)
-        return; /* epoll: closing the socket (or the set) unregisters it */
+#if PS_SYS_EPOLL
+    if (e->epfd >= 0) {
+        if (e->ops[i].watched)
+            ps_sys_epoll_del(e->epfd, (ps_sock)e->ops[i].fd);
+        e->ops[i].watched = 0;
+        return;
+    }
+#endif
+    if (e->op_fd[i] == NONE)
+        return;
     slot = e->op_fd[i];
     last = --e->nfds;
     e->fds[slot] = e->fds[last];
@@ -68,6 +76,7 @@ static int watch(ps_engine *e, size_t i, ps_error *err)
             ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
             return -1;
         }
+        op->watched = 1;
         return 0;
     }
 #else

@@ -59,9 +59,9 @@ DEFAULT_MAX_IN_FLIGHT = 1024
 #: How long interpreter exit lets in-flight closes finish before aborting them.
 EXIT_TIMEOUT = 1.0
 _IDLE_SLICE_MS = 1000
-# While ops are in flight: ps_engine_run returns only at the end of its
-# slice (not when an op is freed), so the slice bounds how late a result is.
-_BUSY_SLICE_MS = 5
+# ps_engine_run returns as soon as an op is over or the wake socket is
+# readable; the slice only bounds how long the thread sleeps otherwise.
+_BUSY_SLICE_MS = 1000
 # Python work in the reaper thread holds the GIL; an event loop in another
 # thread waiting for it would wait up to the switch interval (5 ms).  So a
 # big batch (10,000 closes finishing at once) is handled in chunks, with a
