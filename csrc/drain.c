@@ -48,6 +48,11 @@ int ps_drain_burst(ps_op *op)
         if (n > 0) {
             op->res.drained += (uint64_t)n;
             op->got_data = 1;
+            /* A short read took all that was queued: wait rather than spend
+             * a recv on EAGAIN (poll is level-triggered, and epoll signals
+             * every arrival after this read). */
+            if ((size_t)n < want)
+                return 0;
             continue;
         }
         if (n == 0) {
