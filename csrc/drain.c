@@ -49,8 +49,8 @@ int ps_drain_burst(ps_op *op)
             op->res.drained += (uint64_t)n;
             op->got_data = 1;
             /* A short read took all that was queued: wait rather than spend
-             * a recv on EAGAIN (poll is level-triggered, and epoll signals
-             * every arrival after this read). */
+             * a recv on EAGAIN.  Every readiness set here is level-triggered,
+             * so a FIN queued behind the data still wakes the wait. */
             if ((size_t)n < want)
                 return 0;
             continue;

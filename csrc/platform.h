@@ -395,9 +395,10 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
 }
 
 /* ------------------------------------------------------ readiness set
- * epoll on Linux (edge-triggered: the drain loop reads until EAGAIN anyway,
- * and a descriptor closed while still registered through a dup cannot keep
- * firing); everything else, and Linux built with PYSOCK_BACKEND=poll
+ * epoll on Linux, level-triggered like poll (the drain loop may stop after a
+ * short read, before the recv that would see a FIN queued with the data; a
+ * socket leaves the set before it is closed, so a dup cannot keep firing);
+ * everything else, and Linux built with PYSOCK_BACKEND=poll
  * (-DPS_FORCE_POLL), uses ps_sys_poll over an array. */
 #if defined(__linux__) && !defined(PS_FORCE_POLL)
 #define PS_SYS_EPOLL 1
@@ -406,7 +407,7 @@ static inline int ps_sys_epoll_open(void) { return epoll_create1(EPOLL_CLOEXEC);
 static inline int ps_sys_epoll_add(int ep, ps_sock s, size_t tag)
 {
     struct epoll_event ev;
-    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+    ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = (uint64_t)tag;
     return epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
 }

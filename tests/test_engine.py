@@ -137,3 +137,27 @@ def test_drain_deadline_holds_against_a_peer_that_floods(tcp_pair):
     assert result.drained > 0
     # The flood never lets recv say EAGAIN; the deadline must hold anyway.
     assert 0.2 <= elapsed < 1.5
+
+
+def test_peers_sending_their_last_data_with_fin_all_end_at_eof(make_pair):
+    """Data and FIN arriving together while close_many waits: the wait must
+    still see the FIN behind the data (a level-triggered set)."""
+    pairs = [make_pair() for _ in range(50)]
+    go = threading.Event()
+
+    def peers() -> None:
+        go.wait(5)
+        for _, client in pairs:
+            client.send(b"x" * 256)
+            client.close()
+
+    sender = threading.Thread(target=peers)
+    sender.start()
+    go.set()
+    start = time.monotonic()
+    results = pysock.close_many([s for s, _ in pairs], pysock.Drain(timeout=5, idle=None))
+    wall = time.monotonic() - start
+    sender.join()
+    assert [r.reason for r in results] == ["eof"] * len(pairs)
+    assert [r.drained for r in results] == [256] * len(pairs)
+    assert wall < 3.0
