@@ -17,16 +17,16 @@ static char ps_discard[PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024];
 #define PS_DRAIN_CHUNK sizeof ps_discard
 
 /* Reads per burst: a peer that floods faster than we discard must not keep
- * the loop from its deadlines (the engine comes back at once, op->hot). */
+ * the loop from its deadlines (the level-triggered wait reports the socket
+ * again at once). */
 #define PS_BURST_CALLS 64
 
-/* 0: would block (or the budget is spent: op->hot); 1: over (res.reason is
- * eof, reset or max_bytes). */
+/* 0: would block (or the budget is spent); 1: over (res.reason is eof,
+ * reset or max_bytes). */
 int ps_drain_burst(ps_op *op)
 {
     ps_sock s = (ps_sock)op->fd;
     int calls;
-    op->hot = 0;
     for (calls = 0;; calls++) {
         size_t want = PS_DRAIN_CHUNK;
         long n;
@@ -40,10 +40,8 @@ int ps_drain_burst(ps_op *op)
             if (left < want)
                 want = (size_t)left;
         }
-        if (calls == PS_BURST_CALLS) {
-            op->hot = 1;
+        if (calls == PS_BURST_CALLS)
             return 0;
-        }
         n = ps_sys_recv_discard(s, ps_discard, want);
         if (n > 0) {
             op->res.drained += (uint64_t)n;

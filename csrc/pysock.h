@@ -104,7 +104,6 @@ typedef struct {
     int phase;            /* PS_PENDING, PS_CLOSING, PS_DONE or PS_FAIL */
     int setup;            /* shutdown(send) done, waiting begun */
     int got_data;
-    int hot;              /* the last burst hit its budget: more is queued */
     int watched;          /* in an epoll set */
     unsigned int backoff_ms;
     double start;

@@ -9,7 +9,6 @@
  */
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "platform.h"
 
@@ -27,8 +26,6 @@ struct ps_engine {
     size_t *where;  /* op index -> position in active, or NONE */
     size_t nactive;
     size_t *ready;  /* scratch: ops reported ready by one wait */
-    size_t *again;  /* ops whose last burst hit its budget: step them again */
-    size_t nagain;
     size_t nlinger; /* active Linger ops: their acks are polled, not signalled */
     unsigned int backoff_ms;
     int started;
@@ -162,8 +159,6 @@ static int progress(ps_engine *e, size_t i, double now, size_t *freed,
         op->got_data = 0;
         op->idle_deadline = now + op->idle;
     }
-    if (op->hot && op->phase == PS_PENDING && e->nagain < e->n)
-        e->again[e->nagain++] = i; /* a duplicate is harmless */
     return settle(e, i, freed, nfreed);
 }
 
@@ -215,10 +210,9 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n)
     e->where = malloc(m * sizeof *e->where);
     e->ready = malloc(m * sizeof *e->ready);
     e->incoming = malloc(m * sizeof *e->incoming);
-    e->again = malloc(m * sizeof *e->again);
     e->wake_fd = -1;
     if (e->active == NULL || e->where == NULL || e->ready == NULL ||
-        e->incoming == NULL || e->again == NULL)
+        e->incoming == NULL)
         goto fail;
     for (i = 0; i < n; i++)
         e->where[i] = NONE;
@@ -253,7 +247,6 @@ void ps_engine_free(ps_engine *e)
     free(e->where);
     free(e->ready);
     free(e->incoming);
-    free(e->again);
     free(e->fds);
     free(e->fd_op);
     free(e->op_fd);
@@ -278,8 +271,6 @@ static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
     e->active[e->nactive++] = i;
     if (op->kind == PS_LINGER)
         e->nlinger++;
-    if (op->hot && e->nagain < e->n)
-        e->again[e->nagain++] = i;
     if (op->deadline < e->next_timer)
         e->next_timer = op->deadline;
     if (op->idle > 0 && op->idle_deadline < e->next_timer)
@@ -391,7 +382,7 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
         wake = slice_end < e->next_timer ? slice_end : e->next_timer;
         if (e->nlinger && now + e->backoff_ms / 1000.0 < wake)
             wake = now + e->backoff_ms / 1000.0;
-        ms = e->nagain ? 0 : (int)ceil((wake - now) * 1000.0);
+        ms = (int)ceil((wake - now) * 1000.0);
         rc = wait_ready(e, ms < 0 ? 0 : ms);
         polled = 1;
         if (rc < 0) {
@@ -404,19 +395,6 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
         now = ps_sys_now();
         for (j = 0; j < rc; j++)
             changed |= progress(e, e->ready[j], now, freed, nfreed);
-        if (e->nagain) {
-            /* Hot ops: more was queued when their budget ran out.  (Those
-             * also reported ready were stepped just now; again is harmless.) */
-            size_t nhot = e->nagain;
-            memcpy(e->ready, e->again, nhot * sizeof *e->ready);
-            e->nagain = 0;
-            for (k = 0; k < nhot; k++) {
-                size_t i = e->ready[k];
-                if (!e->ops[i].hot || e->ops[i].phase != PS_PENDING)
-                    continue;
-                changed |= progress(e, i, now, freed, nfreed);
-            }
-        }
         if (e->nlinger) {
             /* No event says "acknowledged": poll the Linger ops' acks. */
             k = e->nactive;
