@@ -6,7 +6,7 @@
 The peers run in a child process (so the descriptors split between two
 processes: RLIMIT_NOFILE here is 20,000).  Each peer sends 32 KiB of request
 body the server never reads.  The server then closes every connection with
-``await pysock.aio.close(sock, Drain(...))`` — submitted 100 per loop
+``await pysock.aio.close(sock, Drain(...))`` — submitted 25 per loop
 iteration, as a busy server would — and meanwhile a probe callback scheduled
 every 1 ms records how late it ran: the loop's lag.  After all are submitted
 the peers send 16 KiB more each (the reaper drains it) and close; the run
