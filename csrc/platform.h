@@ -403,15 +403,15 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
 #if defined(__linux__) && !defined(PS_FORCE_POLL)
 #define PS_SYS_EPOLL 1
 typedef struct epoll_event ps_event;
-static inline int ps_sys_epoll_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
-static inline int ps_sys_epoll_add(int ep, ps_sock s, size_t tag)
+static inline int ps_sys_set_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
+static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
 {
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = (uint64_t)tag;
     return epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
 }
-static inline int ps_sys_epoll_wait(int ep, ps_event *evs, int max, int ms)
+static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
 {
     return epoll_wait(ep, evs, max, ms);
 }
@@ -421,14 +421,41 @@ static inline size_t ps_sys_event_tag(const ps_event *ev)
 }
 /* Before a close: a socket with another descriptor (a dup, a forked
  * child's copy) would otherwise stay in the set after we close ours. */
-static inline void ps_sys_epoll_del(int ep, ps_sock s)
+static inline void ps_sys_set_del(int ep, ps_sock s)
 {
     struct epoll_event ev; /* non-NULL for kernels before 2.6.9 */
     (void)epoll_ctl(ep, EPOLL_CTL_DEL, s, &ev);
 }
-static inline void ps_sys_epoll_close(int ep) { (void)close(ep); }
+static inline void ps_sys_set_close(int ep) { (void)close(ep); }
 #else
+/* No epoll: opening a set fails, so the engine keeps its poll array. */
 #define PS_SYS_EPOLL 0
+typedef struct {
+    size_t tag;
+} ps_event;
+static inline int ps_sys_set_open(void) { return -1; }
+static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
+{
+    (void)ep;
+    (void)s;
+    (void)tag;
+    return -1;
+}
+static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
+{
+    (void)ep;
+    (void)evs;
+    (void)max;
+    (void)ms;
+    return -1;
+}
+static inline size_t ps_sys_event_tag(const ps_event *ev) { return ev->tag; }
+static inline void ps_sys_set_del(int ep, ps_sock s)
+{
+    (void)ep;
+    (void)s;
+}
+static inline void ps_sys_set_close(int ep) { (void)ep; }
 #endif
 
 static inline int ps_sys_portable(int e)

@@ -44,14 +44,12 @@ struct ps_engine {
 static void unwatch(ps_engine *e, size_t i)
 {
     size_t slot, last;
-#if PS_SYS_EPOLL
     if (e->epfd >= 0) {
         if (e->ops[i].watched)
-            ps_sys_epoll_del(e->epfd, (ps_sock)e->ops[i].fd);
+            ps_sys_set_del(e->epfd, (ps_sock)e->ops[i].fd);
         e->ops[i].watched = 0;
         return;
     }
-#endif
     if (e->op_fd[i] == NONE)
         return;
     slot = e->op_fd[i];
@@ -67,18 +65,14 @@ static int watch(ps_engine *e, size_t i, ps_error *err)
     ps_op *op = &e->ops[i];
     if (op->res.peer_eof)
         return 0; /* nothing more to read: only its timers matter */
-#if PS_SYS_EPOLL
     if (e->epfd >= 0) {
-        if (ps_sys_epoll_add(e->epfd, (ps_sock)op->fd, i) != 0) {
+        if (ps_sys_set_add(e->epfd, (ps_sock)op->fd, i) != 0) {
             ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
             return -1;
         }
         op->watched = 1;
         return 0;
     }
-#else
-    (void)err;
-#endif
     e->fds[e->nfds].fd = (ps_sock)op->fd;
     e->fds[e->nfds].events = PS_SYS_POLLIN;
     e->fds[e->nfds].revents = 0;
@@ -167,10 +161,9 @@ static int wait_ready(ps_engine *e, int ms)
 {
     int rc, j, k = 0;
     size_t s;
-#if PS_SYS_EPOLL
     if (e->epfd >= 0) {
         ps_event evs[PS_MAX_EVENTS];
-        rc = ps_sys_epoll_wait(e->epfd, evs, PS_MAX_EVENTS, ms);
+        rc = ps_sys_set_wait(e->epfd, evs, PS_MAX_EVENTS, ms);
         for (j = 0; j < rc; j++) {
             size_t tag = ps_sys_event_tag(&evs[j]);
             if (tag == WAKE_TAG)
@@ -180,7 +173,6 @@ static int wait_ready(ps_engine *e, int ms)
         }
         return rc < 0 ? -1 : k;
     }
-#endif
     rc = e->nfds ? ps_sys_poll(e->fds, e->nfds, ms) : ps_sys_sleep(ms);
     if (rc < 0)
         return -1;
@@ -192,7 +184,6 @@ static int wait_ready(ps_engine *e, int ms)
         else
             e->ready[k++] = e->fd_op[s];
     }
-    (void)j;
     return k;
 }
 
@@ -216,10 +207,8 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n)
         goto fail;
     for (i = 0; i < n; i++)
         e->where[i] = NONE;
-#if PS_SYS_EPOLL
     if (n >= PS_EPOLL_MIN_OPS)
-        e->epfd = ps_sys_epoll_open(); /* on failure: the poll backend */
-#endif
+        e->epfd = ps_sys_set_open(); /* failing (or no epoll): poll */
     if (e->epfd < 0) {
         e->fds = malloc((m + 1) * sizeof *e->fds); /* + the wake socket */
         e->fd_op = malloc((m + 1) * sizeof *e->fd_op);
@@ -239,10 +228,8 @@ void ps_engine_free(ps_engine *e)
 {
     if (e == NULL)
         return;
-#if PS_SYS_EPOLL
     if (e->epfd >= 0)
-        ps_sys_epoll_close(e->epfd);
-#endif
+        ps_sys_set_close(e->epfd);
     free(e->active);
     free(e->where);
     free(e->ready);
@@ -297,17 +284,13 @@ int ps_engine_add(ps_engine *e, size_t i, ps_error *err)
 int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err)
 {
     e->wake_fd = fd;
-#if PS_SYS_EPOLL
     if (e->epfd >= 0) {
-        if (ps_sys_epoll_add(e->epfd, (ps_sock)fd, WAKE_TAG) != 0) {
+        if (ps_sys_set_add(e->epfd, (ps_sock)fd, WAKE_TAG) != 0) {
             ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
             return PS_FAIL;
         }
         return PS_DONE;
     }
-#else
-    (void)err;
-#endif
     e->fds[e->nfds].fd = (ps_sock)fd;
     e->fds[e->nfds].events = PS_SYS_POLLIN;
     e->fds[e->nfds].revents = 0;
