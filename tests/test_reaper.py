@@ -157,7 +157,11 @@ def test_max_in_flight_reclaims_the_oldest(make_pair):
         futs = [r.submit(server, pysock.Drain(timeout=5)) for server, _ in pairs]
         oldest = futs[0].result(5)
         assert (oldest.how, oldest.reason) == ("abortive", "reclaimed")
-        assert recv_all(pairs[0][1]) == (b"", "reset")
+        data, end = recv_all(pairs[0][1])
+        assert data == b""
+        # If the drain had begun, its FIN arrived before the RST: then the
+        # reset follows the EOF.
+        assert end == "reset" or reset_after_eof(pairs[0][1])
         assert not futs[1].done() and not futs[2].done()
         assert r.stats().in_flight == 2
         for k in (1, 2):
