@@ -401,7 +401,6 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
  * everything else, and Linux built with PYSOCK_BACKEND=poll
  * (-DPS_FORCE_POLL), uses ps_sys_poll over an array. */
 #if defined(__linux__) && !defined(PS_FORCE_POLL)
-#define PS_SYS_EPOLL 1
 typedef struct epoll_event ps_event;
 static inline int ps_sys_set_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
 static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
@@ -429,7 +428,6 @@ static inline void ps_sys_set_del(int ep, ps_sock s)
 static inline void ps_sys_set_close(int ep) { (void)close(ep); }
 #else
 /* No epoll: opening a set fails, so the engine keeps its poll array. */
-#define PS_SYS_EPOLL 0
 typedef struct {
     size_t tag;
 } ps_event;
