@@ -312,6 +312,22 @@ def _header(text: str) -> tuple[str, str]:
     return name, value
 
 
+def _closed_by(sock: socket.socket, default: str) -> str:
+    """After an end of stream (recv gave b"", or TLS reported an EOF): "rst"
+    if the kernel's TCP state says the connection was reset (CLOSE: no FIN
+    handshake, so an RST), "fin" if the peer's FIN left it in CLOSE_WAIT.
+    Linux only (TCP_INFO); elsewhere ``default``.  TLS needs this: OpenSSL
+    reports a reset as an EOF."""
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    if tcp_info is None or not sys.platform.startswith("linux"):
+        return default
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
+    except OSError:
+        return default
+    return {7: "rst", 8: "fin"}.get(state, default)  # TCP_CLOSE, TCP_CLOSE_WAIT
+
+
 def _is_reset(exc: OSError) -> bool:
     return isinstance(exc, (ConnectionResetError, ConnectionAbortedError)) or exc.errno in (
         errno.ECONNRESET,
@@ -435,7 +451,7 @@ def _exchange(
                         ended = True
                         break
                     if not data:
-                        res.end = "rst" if res.send_error == "reset" else "fin"
+                        res.end = _closed_by(sock, "rst" if res.send_error == "reset" else "fin")
                         ended = True
                         break
                     on_data(data)
@@ -460,7 +476,8 @@ def _exchange(
                 except OSError as exc:
                     # The server is gone; what it sent may still be readable.
                     sending = False
-                    res.send_error = "reset" if _is_reset(exc) else (exc.strerror or str(exc))
+                    reset = _is_reset(exc) or _closed_by(sock, "") == "rst"
+                    res.send_error = "reset" if reset else (exc.strerror or str(exc))
         if parser.complete:
             _watch_after(sock, sel, deadline, res)
     except ValueError as exc:  # a malformed response
@@ -521,7 +538,7 @@ def _watch_after(
                 return
             raise
         if not data:
-            res.after = "rst" if res.send_error == "reset" else "fin"
+            res.after = _closed_by(sock, "rst" if res.send_error == "reset" else "fin")
             return
         got += len(data)
     res.after = "open"

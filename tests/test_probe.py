@@ -4,8 +4,11 @@ with a lingering close (the cure), one that reads the whole body first."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -350,3 +353,66 @@ def test_python_m_pysock_probe(serve):
     )
     assert proc.returncode == 0, proc.stderr
     assert "verdict: OK" in proc.stdout
+
+
+# -- https ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to make a certificate")
+    d = tmp_path_factory.mktemp("cert")
+    key, crt = str(d / "key.pem"), str(d / "cert.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return crt, key
+
+
+def tls_413(cert: tuple[str, str], cure: bool) -> Callable[[socket.socket], None]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*cert)
+
+    def handle(conn: socket.socket) -> None:
+        tls = ctx.wrap_socket(conn, server_side=True)
+        _head(tls)
+        tls.sendall(_response("413 Payload Too Large", RESPONSE_BODY, "waitress"))
+        if cure:  # shut down, read to the client's EOF, close (raw TCP, no close_notify)
+            tls.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                while tls.recv(256 * KiB):
+                    pass
+        tls.close()
+
+    return handle
+
+
+def test_https_trap_and_cure(serve, cert, capsys):
+    url = serve(tls_413(cert, cure=False)).url.replace("http:", "https:")
+    code, res = run_json([url, "--insecure", "--body", "64MiB"], capsys)
+    assert code == 1, res
+    assert res["outcome"] in ("reset", "truncated") and res["status"] == 413
+    assert res["body_received"] < 256 * KiB
+    if sys.platform.startswith("linux"):  # told apart by TCP_INFO: OpenSSL calls both EOF
+        assert (res["outcome"], res["end"], res["trap"]) == ("reset", "rst", True)
+    assert res["fix"]["module"] == "pysock.integrations.waitress"
+    url = serve(tls_413(cert, cure=True)).url.replace("http:", "https:")
+    code, res = run_json([url, "--insecure", "--body", "64MiB"], capsys)
+    assert code == 0, res
+    assert (res["outcome"], res["body_received"]) == ("whole", 256 * KiB)
+
+
+def test_https_verifies_the_certificate(serve, cert, capsys, monkeypatch):
+    url = serve(tls_413(cert, cure=True)).url.replace("http:", "https:")
+    code = main(["probe", url, "--body", "64K"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "TLS failed" in captured.err and "certificate verify failed" in captured.err
+    monkeypatch.setenv("SSL_CERT_FILE", cert[0])  # now it is trusted
+    code, res = run_json([url, "--body", "64K"], capsys)
+    assert code == 0 and res["outcome"] == "whole"
