@@ -140,7 +140,7 @@ class ProbeResult:
     outcome: str = "none"  # whole | truncated | reset | closed | timeout
     end: str = "none"  # fin | rst | timeout: what ended the stream before the response was whole
     after: str | None = None  # after a whole response: fin | rst | open
-    phase: str = "before status line"  # where the stream ended: or "in headers", "in body"
+    phase: str = "before status line"  # or "in headers", "in body", "complete"
     status: int | None = None
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
@@ -507,7 +507,9 @@ def _exchange(
         res.outcome = "reset"
     else:
         res.outcome = "truncated" if parser.status is not None else "closed"
-    if parser.status is not None:
+    if res.outcome == "whole":
+        res.phase = "complete"
+    elif parser.status is not None:
         res.phase = "in body"
     elif parser.in_headers:
         res.phase = "in headers"
@@ -664,7 +666,8 @@ def render(res: ProbeResult, out: TextIO) -> None:
         return "-" if t is None else f"{t * 1000:.1f} ms"
 
     w(
-        f"  timings: first response byte {ms(res.first_byte)}, response complete "
+        f"  timings (from the first byte sent): first response byte {ms(res.first_byte)}, "
+        f"response complete "
         f"{ms(res.complete)}, end {ms(res.ended)}\n"
     )
     w(f"verdict: {res.verdict}\n")

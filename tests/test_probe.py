@@ -235,6 +235,25 @@ def test_server_that_closes_before_answering(serve, capsys):
     assert (res["outcome"], res["end"], res["status"]) == ("closed", "fin", None)
 
 
+def test_server_that_never_answers_times_out(serve, capsys):
+    release = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        _head(conn)
+        release.wait(10)  # neither reads nor answers until the probe gave up
+        conn.close()
+
+    server = serve(handle)
+    try:
+        code, res = run_json([server.url, "--body", "64MiB", "--timeout", "0.5"], capsys)
+    finally:
+        release.set()
+    assert code == 1
+    assert (res["outcome"], res["end"], res["status"]) == ("timeout", "timeout", None)
+    assert 0 < res["body_sent"] < 64 * MiB
+    assert "NO WHOLE RESPONSE" in res["verdict"]
+
+
 # -- recognising the server -----------------------------------------------------
 
 
