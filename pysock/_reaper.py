@@ -514,10 +514,12 @@ class Reaper:
         if lib.ps_engine_set_wake(engine, self._wake_r.fileno(), self._err) == lib.PS_FAIL:
             lib.ps_engine_free(engine)  # e.g. EMFILE for its epoll set
             return False
-        for i in self._order:
+        for k, i in enumerate(self._order, 1):
             if lib.ps_engine_add(engine, i, self._err) == lib.PS_FAIL:  # pragma: no cover
                 lib.ps_engine_free(engine)
                 return False
+            if k % (_CHUNK * 16) == 0:  # let a waiting event loop have the GIL
+                time.sleep(_YIELD_S)
         lib.ps_engine_free(self._engine)
         self._engine, self._ops, self._freed, self._size = engine, ops, freed, size
         self._slots.extend([None] * (size - old))
