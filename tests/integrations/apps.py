@@ -3,6 +3,11 @@ that answer any POST with ``413`` and a ``PAGE``-byte body (256 KiB) WITHOUT
 reading the request body (the early-response trap), and any other method
 with a small ``200`` (for keep-alive tests).
 
+A POST to ``/close...`` adds ``Connection: close`` to the 413 (ASGI only:
+WSGI apps may not set hop-by-hop headers), as nginx does with its own 413:
+a server that would otherwise read and discard the rest of the body (uvicorn)
+then closes the connection at once.
+
 ``GET /slow`` answers 200 after 0.5 s (a request in progress during a
 graceful shutdown); ``GET /stream`` streams ``STREAM_CHUNKS`` chunks of
 ``STREAM_CHUNK`` bytes (a streaming response must pass through unchanged).
@@ -58,7 +63,10 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     path = scope.get("path", "/")
     if scope["method"] == "POST":
-        await send({"type": "http.response.start", "status": 413, "headers": _headers(PAGE_BODY)})
+        headers = _headers(PAGE_BODY)
+        if path.startswith("/close"):
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": PAGE_BODY})
         return
     if path == "/stream":
