@@ -55,7 +55,7 @@ from typing import Any
 
 from pysock._reaper import default_reaper
 from pysock._types import CloseResult
-from pysock.integrations._common import policy, record, require
+from pysock.integrations._common import bytes_waiting, policy, record, require
 
 require("tornado", "tornado")
 _httpserver = require(
@@ -96,12 +96,7 @@ class _LingeringIOStream(IOStream):
         request = ref() if ref is not None else None
         if request is not None and not getattr(request, "_read_finished", True):
             return True
-        try:
-            return bool(sock.recv(1, socket.MSG_PEEK))  # b"": the peer's EOF
-        except (BlockingIOError, InterruptedError):
-            return False  # nothing waiting
-        except OSError:
-            return False  # reset: nothing to save
+        return bytes_waiting(sock)
 
     def close_fd(self) -> None:
         sock = self.socket
