@@ -53,11 +53,10 @@ import socket
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-from pysock import aio
-from pysock._errors import NotConnectedError
-from pysock.integrations._common import bytes_waiting, policy, record, require
+from pysock.integrations._aio import linger
+from pysock.integrations._common import bytes_waiting, require
 
 require("hypercorn", "hypercorn")
 _run = require("hypercorn.asyncio.run", "hypercorn", attributes=("TCPServer", "worker_serve"))
@@ -124,11 +123,12 @@ class _LingeringTCPServer(_TCPServer):
             if not self._pysock_may_be_unread(transport):
                 await super()._close()
                 return
-            # As hypercorn's close() would: nothing more is read for the
-            # protocol; the unread bytes are the Reaper's to discard.
-            assert isinstance(transport, asyncio.Transport)
-            transport.pause_reading()
-            self._pysock_linger = asyncio.ensure_future(_linger(transport))
+            # As hypercorn's close() would: nothing more reaches the protocol
+            # (what arrives is discarded; see pysock.integrations._aio).
+            # (uvloop's transports are not asyncio.Transport subclasses.)
+            self._pysock_linger = asyncio.ensure_future(
+                linger(cast(asyncio.Transport, transport), SERVER)
+            )
         # The connection's task (run) waits for the lingering close; the
         # protocol that asked for the close does not.
         await self.idle_task.stop()
@@ -139,22 +139,6 @@ class _LingeringTCPServer(_TCPServer):
         finally:
             if self._pysock_linger is not None:
                 await self._pysock_linger
-
-
-async def _linger(transport: asyncio.Transport) -> None:
-    try:
-        result = await aio.close_transport(transport, policy())
-    except NotConnectedError:
-        transport.close()  # the connection ended meanwhile: nothing to linger
-        return
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        record(SERVER, exc)
-        if not transport.is_closing():
-            transport.abort()
-        return
-    record(SERVER, result)
 
 
 def _install() -> None:

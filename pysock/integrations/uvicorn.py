@@ -54,9 +54,8 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from pysock import aio
-from pysock._errors import NotConnectedError
-from pysock.integrations._common import policy, record, require
+from pysock.integrations._aio import linger
+from pysock.integrations._common import require
 
 require("uvicorn", "uvicorn")
 _h11_impl = require(
@@ -113,10 +112,9 @@ class _LingeringTransport(asyncio.Transport):
         if real.is_closing() or not self._may_be_unread():
             real.close()
             return
-        # Like transport.close(): nothing more reaches the protocol.  The
-        # unread bytes are the Reaper's to discard.
-        real.pause_reading()
-        task = asyncio.ensure_future(_linger(real))
+        # Like transport.close(): nothing more reaches the protocol (what
+        # arrives is discarded; see pysock.integrations._aio).
+        task = asyncio.ensure_future(linger(real, SERVER))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -168,23 +166,6 @@ class _LingeringTransport(asyncio.Transport):
     def abort(self) -> None:
         self._closing = True
         self._real.abort()
-
-
-async def _linger(real: asyncio.Transport) -> None:
-    try:
-        result = await aio.close_transport(real, policy())
-    except NotConnectedError:
-        # The connection ended meanwhile (the peer reset it): nothing to linger.
-        real.close()
-        return
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        record(SERVER, exc)
-        if not real.is_closing():
-            real.abort()
-        return
-    record(SERVER, result)
 
 
 def _lingerable(transport: asyncio.Transport) -> bool:
