@@ -8,6 +8,8 @@ WSGI apps may not set hop-by-hop headers), as nginx does with its own 413:
 a server that would otherwise read and discard the rest of the body (uvicorn)
 then closes the connection at once.
 
+A WebSocket (ASGI only) is accepted and echoes what it receives.
+
 ``GET /slow`` answers 200 after 0.5 s (a request in progress during a
 graceful shutdown); ``GET /stream`` streams ``STREAM_CHUNKS`` chunks of
 ``STREAM_CHUNK`` bytes (a streaming response must pass through unchanged).
@@ -59,6 +61,9 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _echo(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope.get("path", "/")
@@ -89,6 +94,21 @@ async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
         await asyncio.sleep(0.5)
     await send({"type": "http.response.start", "status": 200, "headers": _headers(SMALL)})
     await send({"type": "http.response.body", "body": SMALL})
+
+
+async def _echo(receive: Receive, send: Send) -> None:
+    """WebSocket: accept, echo every text or bytes message, until disconnect."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+        else:  # websocket.disconnect
+            return
 
 
 StartResponse = Callable[..., Any]

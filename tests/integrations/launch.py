@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import apps  # noqa: E402
+import apps
 
 
 def _run(main: Callable[[asyncio.Event], object], loop: str) -> None:
