@@ -40,8 +40,9 @@ tornado internals relied on (checked against tornado 6.4.2 and 6.6.1):
 ``IOStream.close_fd()`` (the documented hook by which ``BaseIOStream.close``
 closes the file, after removing it from the IOLoop) and ``IOStream.socket``;
 ``BaseIOStream._read_buffer_size`` (bytes read but not consumed);
-``HTTP1Connection._read_finished`` (the request's body was read to its end),
-reached through ``start_request``'s ``request_conn``.
+``HTTP1Connection._request_start_line`` (set once a request's headers are
+read) and ``._read_finished`` (its body was read to its end), reached
+through ``start_request``'s ``request_conn``.
 """
 
 from __future__ import annotations
@@ -94,8 +95,12 @@ class _LingeringIOStream(IOStream):
             return True
         ref = self._pysock_request
         request = ref() if ref is not None else None
-        if request is not None and not getattr(request, "_read_finished", True):
-            return True
+        if (
+            request is not None
+            and getattr(request, "_request_start_line", None) is not None
+            and not getattr(request, "_read_finished", True)
+        ):
+            return True  # a request's headers were read, its body was not (all)
         return bytes_waiting(sock)
 
     def close_fd(self) -> None:

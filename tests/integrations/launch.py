@@ -127,7 +127,7 @@ def main() -> None:
     if args.debug:
         import logging
 
-        logging.basicConfig(level=logging.WARNING)
+        logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
         logging.getLogger("pysock.integrations").setLevel(logging.DEBUG)
     SERVERS[args.server](args)
 
