@@ -67,11 +67,21 @@ _httpserver = require(
 _iostream = require("tornado.iostream", "tornado", attributes=("IOStream.close_fd",))
 require("tornado.http1connection", "tornado", attributes=("HTTP1Connection",))
 
+import tornado  # noqa: E402
 from tornado import httputil  # noqa: E402
 from tornado.httpserver import HTTPServer as _HTTPServer  # noqa: E402
 from tornado.iostream import IOStream  # noqa: E402
 
 __all__ = ["HTTPServer"]
+
+if "close_fd" not in IOStream.__dict__:
+    # BaseIOStream.close_fd only raises NotImplementedError: the override
+    # below must extend IOStream's own.
+    raise ImportError(
+        f"pysock.integrations.tornado: tornado {tornado.version} has no IOStream.close_fd "
+        "of its own, which this integration needs; install a tested version: "
+        "pip install 'pysock-linger[tornado]'"
+    )
 
 SERVER = "tornado"
 
@@ -91,7 +101,7 @@ class _LingeringIOStream(IOStream):
     def _pysock_may_be_unread(self, sock: socket.socket) -> bool:
         if self.error is not None:
             return False  # a reset or an I/O error: nothing to save
-        if self._read_buffer_size:
+        if getattr(self, "_read_buffer_size", 1):  # unknown: assume bytes are unread
             return True
         ref = self._pysock_request
         request = ref() if ref is not None else None
