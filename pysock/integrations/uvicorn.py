@@ -37,7 +37,8 @@ be taken over without skipping TLS's close_notify) and non-TCP sockets
 
 Each result goes to :func:`pysock.integrations.record` as ``"uvicorn"``.
 
-uvicorn internals relied on (checked against uvicorn 0.30.6 and 0.54.0):
+uvicorn internals relied on (checked against uvicorn 0.36.0 and 0.54.0; 0.36.0 is
+the first whose command line takes a class for ``--http``):
 the constructor ``(config, server_state, app_state, _loop=None)``,
 ``connection_made`` storing the transport it is given as ``self.transport``
 (the request cycles and ``FlowControl`` get it from there), the protocols'
