@@ -161,7 +161,6 @@ def test_drain_close_is_whole_and_exits_0(serve, capsys):
     assert code == 0, res
     assert (res["outcome"], res["after"], res["trap"]) == ("whole", "fin", False)
     assert res["body_received"] == res["content_length"] == 256 * KiB
-    assert res["body_sent_before_response"] < 64 * MiB
     assert res["first_byte"] <= res["complete"]
     assert closed.acquire(timeout=10)  # the server is back in accept()
     code = main(["probe", server.url, "--body", "64MiB", "--expect", "413"])
