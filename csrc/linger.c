@@ -88,12 +88,17 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
             return PS_FAIL;
         }
     }
+    /* After the peer's FIN was read (recv said 0) the receive queue is
+     * empty, and stays so: nothing can follow a FIN.  So no FIONREAD. */
     if (linger == LINGER_ABORT)
         res->how = PS_HOW_ABORTIVE;
     else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
-             ps_sys_pending_input(s, &n) == 0 && n > 0)
+             !res->peer_eof && ps_sys_pending_input(s, &n) == 0 && n > 0)
         res->how = PS_HOW_ABORTIVE; /* the OS answers with RST: say so */
-    res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
+    /* A Linger op that saw everything acknowledged after shutdown(send)
+     * need not ask again: with nothing more to send, 0 unacked stays 0. */
+    if (!(fin_sent && res->acked == 1))
+        res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
     if (ps_sys_close(s) != 0) {
         e = ps_sys_error();
         if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK ||
