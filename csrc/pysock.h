@@ -104,7 +104,8 @@ typedef struct {
     int phase;            /* PS_PENDING, PS_CLOSING, PS_DONE or PS_FAIL */
     int setup;            /* shutdown(send) done, waiting begun */
     int got_data;
-    int watched;          /* in an epoll set */
+    int watched;          /* epoll state (reap.c): none, one-shot armed,
+                             disarmed, level-triggered */
     unsigned int backoff_ms;
     double start;
     double deadline;      /* absolute, monotonic; 0 = none */
