@@ -470,20 +470,58 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
 }
 
 /* ------------------------------------------------------ readiness set
- * epoll on Linux, level-triggered like poll (the drain loop may stop after a
- * short read, before the recv that would see a FIN queued with the data; a
- * socket leaves the set before it is closed, so a dup cannot keep firing);
- * everything else, and Linux built with PYSOCK_BACKEND=poll
- * (-DPS_FORCE_POLL), uses ps_sys_poll over an array. */
+ * epoll on Linux; everything else, and Linux built with PYSOCK_BACKEND=poll
+ * (-DPS_FORCE_POLL), uses ps_sys_poll over an array.
+ *
+ * An op's socket is registered one-shot: it reports once, then stays in the
+ * set disarmed until ps_sys_set_rearm.  While armed it is level-triggered
+ * like poll (the drain loop may stop after a short read, before the recv
+ * that would see a FIN queued with the data: the re-armed socket reports at
+ * once).  Why one-shot: epoll keys a registration by the open file
+ * description, and close() removes it only when the last descriptor of that
+ * description goes, so a socket with another descriptor (a dup, a forked
+ * child's copy) would stay in the set after we close ours and keep reporting
+ * with a tag that may name a new op by then.  An armed socket therefore
+ * leaves the set (EPOLL_CTL_DEL) before it is closed, but a disarmed one can
+ * never report again, so it is closed without the DEL: that saves a system
+ * call on every close that ends on its first event (EOF, reset, the byte
+ * cap).  A socket that reports and is still pending (a long drain) is
+ * switched to plain level-triggered (one EPOLL_CTL_MOD, then the DEL before
+ * its close), so a drain of many wakes costs one call more than without
+ * one-shot, never one per wake.  What a dup
+ * keeps alive is one disarmed entry until the dup is closed; if that same
+ * description comes back under the same number (dup2) and is added again,
+ * the ADD says EEXIST and the entry is re-armed instead. */
 #if defined(__linux__) && !defined(PS_FORCE_POLL)
 typedef struct epoll_event ps_event;
 static inline int ps_sys_set_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
+/* Level-triggered and always armed (the wake socket). */
 static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
 {
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = (uint64_t)tag;
     return epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+}
+/* A registered socket, one-shot or not, made level-triggered and armed. */
+static inline int ps_sys_set_level(int ep, ps_sock s, size_t tag)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = (uint64_t)tag;
+    return epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
+}
+/* One-shot (an op's socket). */
+static inline int ps_sys_set_add_once(int ep, ps_sock s, size_t tag)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.u64 = (uint64_t)tag;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    return epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
 }
 static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
 {
@@ -493,8 +531,7 @@ static inline size_t ps_sys_event_tag(const ps_event *ev)
 {
     return (size_t)ev->data.u64;
 }
-/* Before a close: a socket with another descriptor (a dup, a forked
- * child's copy) would otherwise stay in the set after we close ours. */
+/* Before closing an armed socket (see above). */
 static inline void ps_sys_set_del(int ep, ps_sock s)
 {
     struct epoll_event ev; /* non-NULL for kernels before 2.6.9 */
@@ -513,6 +550,14 @@ static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
     (void)s;
     (void)tag;
     return -1;
+}
+static inline int ps_sys_set_add_once(int ep, ps_sock s, size_t tag)
+{
+    return ps_sys_set_add(ep, s, tag);
+}
+static inline int ps_sys_set_level(int ep, ps_sock s, size_t tag)
+{
+    return ps_sys_set_add(ep, s, tag);
 }
 static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
 {

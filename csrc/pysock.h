@@ -104,7 +104,8 @@ typedef struct {
     int phase;            /* PS_PENDING, PS_CLOSING, PS_DONE or PS_FAIL */
     int setup;            /* shutdown(send) done, waiting begun */
     int got_data;
-    int watched;          /* in an epoll set */
+    int watched;          /* epoll state (reap.c): none, one-shot armed,
+                             disarmed, level-triggered */
     unsigned int backoff_ms;
     double start;
     double deadline;      /* absolute, monotonic; 0 = none */
@@ -129,6 +130,14 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res);
  * the caller can run signal handlers), then finish (frees the handle). */
 int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
                 double idle, uint64_t max_bytes);
+/* The same for a handle the caller knows to be a stream socket (Python's
+ * socket.socket says so): Linger, Drain and drain-only skip SO_TYPE, and
+ * the op's first system call is the check that it is still an open socket
+ * (a descriptor closed behind the object's back and reused by a file fails
+ * there with PS_ENOTSOCK, before anything is shut down or closed; a reused
+ * socket is used, as it would be with SO_TYPE). */
+int ps_op_start_stream(ps_op *op, intptr_t fd, int kind, double timeout,
+                       double idle, uint64_t max_bytes);
 int ps_op_wait(ps_op *op, int slice_ms);
 int ps_op_finish(ps_op *op);
 

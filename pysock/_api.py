@@ -115,6 +115,14 @@ def _check_stream(kind: int, owner: socket.socket | None) -> None:
         raise ValueError("Linger and Drain need a stream (TCP) socket")
 
 
+def _starter(owner: socket.socket | None) -> Any:
+    """The core's op start: a socket object's type is known (checked by
+    _check_stream), so no SO_TYPE for it; the op's first system call fails on
+    a descriptor closed behind the object's back, before anything is shut
+    down or closed.  An int handle is asked SO_TYPE."""
+    return lib.ps_op_start if owner is None else lib.ps_op_start_stream
+
+
 # CloseResult is a frozen dataclass; building one through its __init__ costs
 # more than the close itself, so results are filled through the slots.
 _new = object.__new__
@@ -210,7 +218,7 @@ def close(sock: Socket, policy: Policy = _GRACEFUL) -> CloseResult:
         return _close_now(sock, code)
     _check_stream(code, owner)
     op = ffi.new("ps_op[1]")
-    if lib.ps_op_start(op, fd, code, timeout, idle, cap) == lib.PS_FAIL:
+    if _starter(owner)(op, fd, code, timeout, idle, cap) == lib.PS_FAIL:
         raise_error(op[0].res.err)
     _run(op, [owner])
     return _result(op[0].res)
@@ -226,7 +234,10 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
     slowest connection's, not the sum.  Results come in input order.
 
     Every handle is checked first: a bad one raises before anything is closed
-    or shut down."""
+    or shut down.  (A socket object is checked by Python, without a system
+    call: one whose descriptor was closed behind its back is refused by the
+    first system call on it, after the others have gone their way; a
+    descriptor that is not a socket is never closed.)"""
     handles = [_handle(s) for s in socks]
     if len({fd for fd, _ in handles}) != len(handles):
         raise ValueError("close_many got the same handle twice")
@@ -237,8 +248,8 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
     if n == 0:
         return []
     ops = ffi.new("ps_op[]", n)
-    for i, (fd, _) in enumerate(handles):
-        if lib.ps_op_start(ops + i, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
+    for i, (fd, owner) in enumerate(handles):
+        if _starter(owner)(ops + i, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
             raise_error(ops[i].res.err)
     _run(ops, [owner for _, owner in handles])
     return [_result(ops[i].res) for i in range(n)]
@@ -254,7 +265,7 @@ def drain(
     _check_stream(lib.PS_DRAIN, owner)
     op = ffi.new("ps_op[1]")
     if (
-        lib.ps_op_start(
+        _starter(owner)(
             op, fd, lib.PS_DRAIN_ONLY, policy.timeout, policy.idle or 0.0, policy.max_bytes or 0
         )
         == lib.PS_FAIL
