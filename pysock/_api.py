@@ -233,11 +233,8 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
     """Close every socket by ``policy`` with one wait: the wall time is the
     slowest connection's, not the sum.  Results come in input order.
 
-    Every handle is checked first: a bad one raises before anything is closed
-    or shut down.  (A socket object is checked by Python, without a system
-    call: one whose descriptor was closed behind its back is refused by the
-    first system call on it, after the others have gone their way; a
-    descriptor that is not a socket is never closed.)"""
+    Every handle is checked first (SO_TYPE, also for socket objects): a bad
+    one raises before anything is closed or shut down."""
     handles = [_handle(s) for s in socks]
     if len({fd for fd, _ in handles}) != len(handles):
         raise ValueError("close_many got the same handle twice")
@@ -249,7 +246,7 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
         return []
     ops = ffi.new("ps_op[]", n)
     for i, (fd, owner) in enumerate(handles):
-        if _starter(owner)(ops + i, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
+        if lib.ps_op_start(ops + i, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
             raise_error(ops[i].res.err)
     _run(ops, [owner for _, owner in handles])
     return [_result(ops[i].res) for i in range(n)]
