@@ -245,7 +245,7 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
     if n == 0:
         return []
     ops = ffi.new("ps_op[]", n)
-    for i, (fd, owner) in enumerate(handles):
+    for i, (fd, _) in enumerate(handles):
         if lib.ps_op_start(ops + i, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
             raise_error(ops[i].res.err)
     _run(ops, [owner for _, owner in handles])
