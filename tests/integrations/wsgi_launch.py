@@ -1,0 +1,135 @@
+"""Start a threaded server on 127.0.0.1 the way its users start it from
+Python, plain or with pysock's integration::
+
+    python tests/integrations/wsgi_launch.py cheroot [--pysock] --port N
+    python tests/integrations/wsgi_launch.py waitress [--pysock] --port N [--max-body N]
+    python tests/integrations/wsgi_launch.py socketserver [--pysock] --port N
+
+cheroot and waitress serve ``apps.wsgi_app``; socketserver serves the same
+answers from an ``http.server`` handler (HTTP/1.1, keep-alive; the 413 says
+``Connection: close`` because the unread body would otherwise be parsed as
+the next request) on ``http.server.ThreadingHTTPServer``.  SIGTERM stops the
+server the way each one is stopped gracefully (SystemExit in the main
+thread, then cheroot's ``stop()`` / socketserver's ``server_close()``;
+waitress handles it in ``serve``).  The policy comes from the
+``PYSOCK_DRAIN_*`` environment variables.  With ``PYSOCK_TEST_STATS=1`` the
+integration's counters are printed at exit (``pysock-stats: ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import signal
+import sys
+from typing import Any, NoReturn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from apps import PAGE_BODY, SMALL, STREAM_CHUNK, STREAM_CHUNKS, wsgi_app
+
+
+def _exit(signum: int, frame: Any) -> NoReturn:
+    raise SystemExit(0)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        # The body is never read: the early-response trap.
+        self.send_response(413)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(PAGE_BODY)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(PAGE_BODY)
+        self.close_connection = True
+
+    def do_GET(self) -> None:
+        if self.path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(STREAM_CHUNK * STREAM_CHUNKS))
+            self.end_headers()
+            for _ in range(STREAM_CHUNKS):
+                self.wfile.write(b"s" * STREAM_CHUNK)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(SMALL)))
+        self.end_headers()
+        self.wfile.write(SMALL)
+
+
+def _print_stats() -> None:
+    if os.environ.get("PYSOCK_TEST_STATS"):
+        from pysock.integrations import stats
+
+        print(f"pysock-stats: {stats()}", flush=True)
+
+
+def run_socketserver(port: int, pysock: bool) -> None:
+    cls: type[http.server.ThreadingHTTPServer] = http.server.ThreadingHTTPServer
+    if pysock:
+        from pysock.integrations.socketserver import LingeringCloseMixin
+
+        class Server(LingeringCloseMixin, http.server.ThreadingHTTPServer):
+            pass
+
+        cls = Server
+    server = cls(("127.0.0.1", port), Handler)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def run_cheroot(port: int, pysock: bool) -> None:
+    if pysock:
+        from pysock.integrations.cheroot import Server
+    else:
+        from cheroot.wsgi import Server
+    server = Server(("127.0.0.1", port), wsgi_app)
+    try:
+        server.start()
+    finally:
+        server.stop()
+
+
+def run_waitress(port: int, pysock: bool, max_body: int | None) -> None:
+    if pysock:
+        from pysock.integrations.waitress import serve
+    else:
+        from waitress import serve
+    kw: dict[str, Any] = {"host": "127.0.0.1", "port": port, "_quiet": True}
+    if max_body is not None:
+        kw["max_request_body_size"] = max_body
+    serve(wsgi_app, **kw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("server", choices=["cheroot", "waitress", "socketserver"])
+    parser.add_argument("--pysock", action="store_true", help="with pysock's integration")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-body", type=int, default=None, help="waitress only")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _exit)
+    try:
+        if args.server == "socketserver":
+            run_socketserver(args.port, args.pysock)
+        elif args.server == "cheroot":
+            run_cheroot(args.port, args.pysock)
+        else:
+            run_waitress(args.port, args.pysock, args.max_body)
+    finally:
+        _print_stats()
+
+
+if __name__ == "__main__":
+    main()
