@@ -20,15 +20,17 @@ When waitress leaves request bytes unread at its close: its own 413 (the
 rest of the refused body), a response that ends the connection while the
 client has pipelined more, an error.
 
-When ``serve`` returns (waitress stops on SIGINT/SIGTERM-raised
-KeyboardInterrupt/SystemExit), it waits for the lingering closes still in
-flight, at most the policy's deadline.
+When waitress's loop stops (KeyboardInterrupt or SystemExit: SIGINT, or a
+SIGTERM handler that raises SystemExit), ``serve`` closes the connections
+still open — waitress leaves them to be reset at process exit — with the
+lingering close, and waits for the lingering closes in flight, at most the
+policy's deadline.
 
 Internals used (checked against waitress 3.0.0 and 3.0.2): the
 ``channel_class`` attribute of ``waitress.server.BaseWSGIServer``,
 ``HTTPChannel.__init__(server, sock, addr, adj, map)``, that channels close
-through their socket's ``close()``, and the map of servers that
-``create_server`` returns for several listening sockets.
+through their socket's ``close()``, ``wasyncore.close_all`` and the socket
+map of the server (``_map``) or of ``MultiSocketServer`` (``map``).
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ require(
     "waitress",
     attributes=("create_server", "BaseWSGIServer.channel_class", "MultiSocketServer"),
 )
+require("waitress.wasyncore", "waitress", attributes=("close_all",))
 from waitress import channel as _channel  # noqa: E402  (after the checks)
 from waitress import server as _server  # noqa: E402
+from waitress import wasyncore as _wasyncore  # noqa: E402
 
 _closer = Closer("waitress")
 
@@ -103,4 +107,11 @@ def serve(app: Any, **kw: Any) -> None:
     try:
         server.run()
     finally:
+        # waitress's run() returns on SIGINT/SystemExit with its connections
+        # still open, to be reset at process exit; close them (lingering) as
+        # MultiSocketServer.close does, then let those closes finish.
+        _wasyncore.close_all(
+            server.map if isinstance(server, _server.MultiSocketServer) else server._map,
+            ignore_all=True,
+        )
         _closer.wait()

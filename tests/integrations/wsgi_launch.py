@@ -3,12 +3,13 @@ Python, plain or with pysock's integration::
 
     python tests/integrations/wsgi_launch.py cheroot [--pysock] --port N
     python tests/integrations/wsgi_launch.py waitress [--pysock] --port N [--max-body N]
-    python tests/integrations/wsgi_launch.py socketserver [--pysock] --port N
+    python tests/integrations/wsgi_launch.py socketserver [--pysock] --port N [--serial]
 
 cheroot and waitress serve ``apps.wsgi_app``; socketserver serves the same
 answers from an ``http.server`` handler (HTTP/1.1, keep-alive; the 413 says
 ``Connection: close`` because the unread body would otherwise be parsed as
-the next request) on ``http.server.ThreadingHTTPServer``.  SIGTERM stops the
+the next request) on ``http.server.ThreadingHTTPServer`` (``--serial``: ``HTTPServer``, one
+connection at a time).  SIGTERM stops the
 server the way each one is stopped gracefully (SystemExit in the main
 thread, then cheroot's ``stop()`` / socketserver's ``server_close()``;
 waitress handles it in ``serve``).  The policy comes from the
@@ -66,6 +67,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(SMALL)
 
 
+def _log_closes() -> None:
+    if os.environ.get("PYSOCK_TEST_LOG"):
+        import logging
+
+        log = logging.getLogger("pysock.integrations")
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("pysock-log: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+
+
 def _print_stats() -> None:
     if os.environ.get("PYSOCK_TEST_STATS"):
         from pysock.integrations import stats
@@ -73,12 +85,15 @@ def _print_stats() -> None:
         print(f"pysock-stats: {stats()}", flush=True)
 
 
-def run_socketserver(port: int, pysock: bool) -> None:
-    cls: type[http.server.ThreadingHTTPServer] = http.server.ThreadingHTTPServer
+def run_socketserver(port: int, pysock: bool, serial: bool) -> None:
+    base: type[http.server.HTTPServer] = (
+        http.server.HTTPServer if serial else http.server.ThreadingHTTPServer
+    )
+    cls = base
     if pysock:
         from pysock.integrations.socketserver import LingeringCloseMixin
 
-        class Server(LingeringCloseMixin, http.server.ThreadingHTTPServer):
+        class Server(LingeringCloseMixin, base):  # type: ignore[valid-type,misc]
             pass
 
         cls = Server
@@ -118,11 +133,15 @@ def main() -> None:
     parser.add_argument("--pysock", action="store_true", help="with pysock's integration")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--max-body", type=int, default=None, help="waitress only")
+    parser.add_argument(
+        "--serial", action="store_true", help="socketserver only: http.server.HTTPServer"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _exit)
+    _log_closes()
     try:
         if args.server == "socketserver":
-            run_socketserver(args.port, args.pysock)
+            run_socketserver(args.port, args.pysock, args.serial)
         elif args.server == "cheroot":
             run_cheroot(args.port, args.pysock)
         else:
