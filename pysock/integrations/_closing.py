@@ -55,16 +55,19 @@ class Closer:
         alone, as the servers' own close leaves it."""
         if sock.fileno() == -1:
             return
-        try:
-            fut = default_reaper().submit(sock, policy())
-        except Exception as exc:
-            # Not a stream socket, a reaper that could not take it: counted
-            # as an error (and logged), and the descriptor is not leaked.
-            record(self.server, exc)
-            _plain_close(sock)
-            return
         with self._cond:
             self._in_flight += 1
+        try:
+            fut = default_reaper().submit(sock, policy())
+        except BaseException as exc:
+            # Not a stream socket, a reaper that could not take it: counted
+            # as an error (and logged), and the descriptor is not leaked.
+            self._release()
+            record(self.server, exc)
+            _plain_close(sock)
+            if not isinstance(exc, Exception):
+                raise
+            return
         fut.add_done_callback(self._finished)
 
     def close_blocking(self, sock: socket.socket) -> None:

@@ -24,15 +24,45 @@ import http.server
 import os
 import signal
 import sys
-from typing import Any, NoReturn
+import threading
+import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from apps import PAGE_BODY, SMALL, STREAM_CHUNK, STREAM_CHUNKS, wsgi_app
 
+_serving = True
+_resending = False
 
-def _exit(signum: int, frame: Any) -> NoReturn:
+
+def _exit(signum: int, frame: Any) -> None:
+    # SystemExit in the main thread stops each of these servers the way it
+    # expects to be stopped.  A handler's exception can land where Python
+    # ignores it (a weakref callback, a __del__), so until the main thread
+    # has left the server, the signal is sent again every half second.
+    global _resending
+    if not _serving:
+        return
+    if not _resending:
+        _resending = True
+        threading.Thread(target=_resend, args=(signum,), daemon=True).start()
     raise SystemExit(0)
+
+
+def _resend(signum: int) -> None:
+    main = threading.main_thread().ident
+    assert main is not None
+    while True:
+        time.sleep(0.5)
+        if not _serving:
+            return
+        signal.pthread_kill(main, signum)
+
+
+def _stopped() -> None:
+    global _serving
+    _serving = False
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -101,6 +131,7 @@ def run_socketserver(port: int, pysock: bool, serial: bool) -> None:
     try:
         server.serve_forever()
     finally:
+        _stopped()
         server.server_close()
 
 
@@ -113,6 +144,7 @@ def run_cheroot(port: int, pysock: bool) -> None:
     try:
         server.start()
     finally:
+        _stopped()
         server.stop()
 
 
@@ -121,10 +153,26 @@ def run_waitress(port: int, pysock: bool, max_body: int | None) -> None:
         from pysock.integrations.waitress import serve
     else:
         from waitress import serve
+    # waitress catches the SystemExit inside its run(); the signal must not
+    # be sent again once its loop is left (serve then shuts down).
+    from waitress import wasyncore
+
+    loop = wasyncore.loop
+
+    def loop_then_stopped(*args: Any, **kwargs: Any) -> None:
+        try:
+            loop(*args, **kwargs)
+        finally:
+            _stopped()
+
+    wasyncore.loop = loop_then_stopped
     kw: dict[str, Any] = {"host": "127.0.0.1", "port": port, "_quiet": True}
     if max_body is not None:
         kw["max_request_body_size"] = max_body
-    serve(wsgi_app, **kw)
+    try:
+        serve(wsgi_app, **kw)
+    finally:
+        _stopped()
 
 
 def main() -> None:
