@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("cheroot")
+pytest.importorskip("httpx")
+pytest.importorskip("requests")
 
 from integrations.harness import keepalive_gets
 from integrations.threaded_support import (
@@ -14,7 +16,6 @@ from integrations.threaded_support import (
     check_mid_upload_disconnect,
     check_never_reads,
     check_sigterm_in_flight,
-    import_fails_without,
     launched,
     matrix,
 )
@@ -52,8 +53,3 @@ def test_client_that_never_reads_is_cut_at_the_deadline() -> None:
 def test_sigterm_with_a_lingering_close_in_flight() -> None:
     env = {"PYSOCK_DRAIN_TIMEOUT": "3", "PYSOCK_DRAIN_IDLE": "3"}
     check_sigterm_in_flight(launched("cheroot", True, env), "cheroot")
-
-
-def test_import_without_cheroot_names_the_extra() -> None:
-    text = import_fails_without("pysock.integrations.cheroot", ["cheroot"])
-    assert "pysock-linger[cheroot]" in text

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("httpx")
+pytest.importorskip("requests")
+
 from integrations.harness import keepalive_gets
 from integrations.threaded_support import (
     SHORT_POLICY,

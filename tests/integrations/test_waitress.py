@@ -13,6 +13,8 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("waitress")
+pytest.importorskip("httpx")
+pytest.importorskip("requests")
 
 from integrations.apps import PAGE
 from integrations.harness import keepalive_gets
@@ -22,7 +24,6 @@ from integrations.threaded_support import (
     check_mid_upload_disconnect,
     check_never_reads,
     check_sigterm_in_flight,
-    import_fails_without,
     launched,
     matrix,
     pipelined_after_close,
@@ -89,8 +90,3 @@ def test_sigterm_with_a_lingering_close_in_flight() -> None:
     env = {"PYSOCK_DRAIN_TIMEOUT": "3", "PYSOCK_DRAIN_IDLE": "3"}
     server = launched("waitress", True, env, *MAX_BODY)
     check_sigterm_in_flight(server, "waitress", burst=2 * 1024 * 1024)
-
-
-def test_import_without_waitress_names_the_extra() -> None:
-    text = import_fails_without("pysock.integrations.waitress", ["waitress"])
-    assert "pysock-linger[waitress]" in text
