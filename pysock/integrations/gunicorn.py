@@ -58,6 +58,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from pysock._reaper import default_reaper
 from pysock.integrations._closing import Closer, policy_deadline
 from pysock.integrations._common import require
 
@@ -152,9 +153,11 @@ class _Lingering:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.log.warning(
-                    "pysock: %d lingering close(s) still in flight at worker exit",
+                    "pysock: %d lingering close(s) still in flight at worker exit: aborted",
                     _closer.in_flight,
                 )
+                # Now, rather than in the reaper's exit handler a second later.
+                default_reaper().close(timeout=0)
                 break
             self.notify()
             _closer.wait(min(left, 1.0))
