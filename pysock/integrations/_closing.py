@@ -9,7 +9,6 @@ import contextlib
 import socket
 import threading
 import time
-from concurrent.futures import Future
 
 from pysock._api import close
 from pysock._reaper import default_reaper
@@ -58,7 +57,11 @@ class Closer:
         with self._cond:
             self._in_flight += 1
         try:
-            fut = default_reaper().submit(sock, policy())
+            # Reaper._submit with a callback, as pysock.aio does: the same
+            # checks and hand-over as Reaper.submit without a Future per close
+            # (its creation, condition and callback list, run on the reaper
+            # thread under the GIL the server's threads want).
+            default_reaper()._submit(sock, policy(), self._done)
         except BaseException as exc:
             # Not a stream socket, a reaper that could not take it: counted
             # as an error (and logged), and the descriptor is not leaked.
@@ -68,7 +71,6 @@ class Closer:
             if not isinstance(exc, Exception):
                 raise
             return
-        fut.add_done_callback(self._finished)
 
     def close_blocking(self, sock: socket.socket) -> None:
         """Close ``sock`` with :func:`policy` in this thread (at most the
@@ -86,10 +88,9 @@ class Closer:
             self._release()
         record(self.server, outcome)
 
-    def _finished(self, fut: Future[CloseResult]) -> None:
+    def _done(self, outcome: CloseResult | BaseException) -> None:
         # Runs in the reaper thread: short.
-        exc = fut.exception()
-        record(self.server, exc if exc is not None else fut.result())
+        record(self.server, outcome)
         self._release()
 
     def _release(self) -> None:
