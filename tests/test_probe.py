@@ -167,7 +167,9 @@ def test_drain_close_is_whole_and_exits_0(serve, capsys):
     text = capsys.readouterr().out
     assert code == 0
     assert "outcome: whole, then FIN (EOF)" in text
-    assert "verdict: OK: the server answered early" in text
+    # OK either way; under load the drain may take the whole body before the
+    # probe reads the response, which the verdict then says.
+    assert "verdict: OK: " in text
     assert "fix" not in text  # nothing to fix
     server.stop()
     # The server saw the probe stop sending and close: its drain ended at EOF.
