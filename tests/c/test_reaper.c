@@ -843,8 +843,7 @@ static void test_free_in_flight(void)
     close_peers(c, 3);
 }
 
-/* Each check group, with its wall time (the Wine run is slow: this says
- * where). */
+/* Each check group, with its wall time (where the time goes, in CI). */
 #define RUN(fn)                                                             \
     do {                                                                    \
         double t0_ = ps_sys_now();                                          \
