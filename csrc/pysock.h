@@ -191,7 +191,8 @@ typedef struct {
 typedef struct {
     uint64_t submitted;  /* accepted by ps_reaper_submit */
     uint64_t done;       /* completed with PS_DONE (reclaimed included) */
-    uint64_t failed;     /* completed with PS_FAIL */
+    uint64_t failed;     /* completed with PS_FAIL (or, out of memory, a
+                            completion dropped) */
     uint64_t reclaimed;  /* of done: ended by a reclaim or the cap */
     uint64_t in_flight;  /* submitted, not yet completed */
     uint64_t waiting;    /* completions not yet harvested */

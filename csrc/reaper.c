@@ -68,7 +68,8 @@ struct ps_reaper {
     size_t ntaken, captaken;
     ps_completion *batch; /* this turn's completions, published together */
     size_t nbatch, capbatch;
-    uint64_t lost; /* completions dropped for want of memory */
+    uint64_t lost; /* completions dropped for want of memory, not yet
+                      counted in `failed` */
 };
 
 static void enomem(ps_error *err)
@@ -256,6 +257,8 @@ static void reap_failed(ps_reaper *r)
 static void publish_locked(ps_reaper *r)
 {
     size_t k, need = r->ccount + r->nbatch;
+    r->failed += r->lost;
+    r->lost = 0;
     if (r->nbatch == 0)
         return;
     if (need > r->ccap) {
@@ -265,8 +268,7 @@ static void publish_locked(ps_reaper *r)
             m *= 2;
         p = malloc(m * sizeof *p);
         if (p == NULL) {
-            r->lost += r->nbatch; /* counted as failed below */
-            r->failed += r->nbatch;
+            r->failed += r->nbatch; /* dropped: out of memory */
             r->nbatch = 0;
             return;
         }
