@@ -281,6 +281,49 @@ static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
     return watch(e, i, err);
 }
 
+/* Grow a long-lived engine to n ops over `ops` (the caller's array, moved
+ * by realloc, its first e->n ops unchanged): indices stay valid, so the
+ * readiness set is kept as it is.  PS_FAIL (PS_ENOMEM) leaves it unchanged
+ * but for the ops pointer. */
+static int grow_array(size_t **a, size_t n)
+{
+    size_t *p = realloc(*a, n * sizeof *p);
+    if (p == NULL)
+        return -1;
+    *a = p;
+    return 0;
+}
+
+int ps_engine_grow(ps_engine *e, ps_op *ops, size_t n, ps_error *err)
+{
+    size_t i;
+    e->ops = ops;
+    if (n <= e->n)
+        return PS_DONE;
+    if (grow_array(&e->active, n) || grow_array(&e->where, n) ||
+        grow_array(&e->ready, n) || grow_array(&e->incoming, n))
+        goto fail;
+    if (e->epfd < 0) {
+        ps_pollfd *fds = realloc(e->fds, (n + 1) * sizeof *fds);
+        if (fds == NULL)
+            goto fail;
+        e->fds = fds;
+        if (grow_array(&e->fd_op, n + 1) || grow_array(&e->op_fd, n))
+            goto fail;
+        for (i = e->n; i < n; i++)
+            e->op_fd[i] = NONE;
+    }
+    for (i = e->n; i < n; i++)
+        e->where[i] = NONE;
+    e->n = n;
+    return PS_DONE;
+fail:
+    err->code = PS_ENOMEM;
+    err->oserr = 0;
+    err->step = PS_STEP_POLL;
+    return PS_FAIL;
+}
+
 int ps_engine_add(ps_engine *e, size_t i, ps_error *err)
 {
     if (i >= e->n || e->nincoming >= e->n) {
