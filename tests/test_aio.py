@@ -1,11 +1,13 @@
-"""pysock.aio under the default event loop and uvloop: close and
-close_transport over real loopback sockets, checked from the peer's side."""
+"""pysock.aio under the default event loop, uvloop and (on Windows) both of
+asyncio's loops: close and close_transport over real loopback sockets,
+checked from the peer's side."""
 
 from __future__ import annotations
 
 import asyncio
 import select
 import socket
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -24,12 +26,20 @@ except ImportError:  # pragma: no cover
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+# "asyncio" is the default loop: the selector loop on POSIX, the proactor
+# loop on Windows, where the selector loop is tested too.
+LOOPS = ["asyncio", "uvloop"] + (["selector"] if sys.platform == "win32" else [])
+
+
+@pytest.fixture(params=LOOPS)
 def run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    factory: Callable[[], asyncio.AbstractEventLoop]
     if request.param == "uvloop":
         if uvloop is None:
             pytest.skip("uvloop not installed")
         factory = uvloop.new_event_loop
+    elif request.param == "selector":
+        factory = asyncio.SelectorEventLoop
     else:
         factory = asyncio.new_event_loop
     loop = factory()
