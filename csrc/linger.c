@@ -160,7 +160,10 @@ int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
     return op->phase;
 }
 
-/* The first step of a Linger or Drain: is it connected? shutdown(send). */
+/* The first step of a Linger or Drain: is it connected? shutdown(send).
+ * A connection that ended before the close began is told apart: reset by
+ * the peer (also after its FIN), never connected (or a listener), or closed
+ * by both sides with input still to read. */
 static int setup(ps_op *op)
 {
     ps_sock s = (ps_sock)op->fd;
@@ -173,18 +176,21 @@ static int setup(ps_op *op)
     if (c < 0)
         return fail(&op->res.err, PS_STEP_SHUTDOWN);
     if (c == 0) {
-        if (pending_error == PS_OS_ECONNRESET ||
-            pending_error == PS_OS_ECONNABORTED) {
+        switch (ps_sys_ended(s, pending_error)) {
+        case PS_ENDED_RESET:
             op->res.reason = PS_REASON_RESET;
             op->res.how = PS_HOW_ABORTIVE;
-            op->res.peer_eof = 0;
-        } else if (op->kind == PS_DRAIN_ONLY) {
-            ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
-            return PS_FAIL;
-        } else {
+            return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
+        case PS_ENDED_CLOSED:
+            return PS_PENDING; /* read what is left, then EOF */
+        default:
+            if (op->kind == PS_DRAIN_ONLY) {
+                ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
+                return PS_FAIL;
+            }
             op->res.reason = PS_REASON_NOT_CONNECTED;
+            return PS_CLOSING;
         }
-        return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
     }
     if (op->kind != PS_DRAIN_ONLY && ps_sys_shutdown(s, PS_SHUT_SEND) != 0) {
         e = ps_sys_error();
@@ -192,13 +198,23 @@ static int setup(ps_op *op)
             op->res.reason = PS_REASON_NOT_CONNECTED;
             return PS_CLOSING;
         }
-        if (e != PS_OS_ECONNRESET && e != PS_OS_ECONNABORTED)
+        if (!ps_sys_is_reset(e))
             return fail(&op->res.err, PS_STEP_SHUTDOWN);
         op->res.reason = PS_REASON_RESET;
         op->res.how = PS_HOW_ABORTIVE;
         return PS_CLOSING;
     }
     return PS_PENDING;
+}
+
+/* An op that failed leaves the socket open: on Windows back in blocking mode
+ * (Winsock cannot report the mode it had; the Python layer re-applies a
+ * socket object's own timeout). */
+static int failed(ps_op *op)
+{
+    if (op->setup)
+        (void)ps_sys_blocking((ps_sock)op->fd);
+    return op->phase = PS_FAIL;
 }
 
 /* A drain-only op is over: the socket stays open, and on Windows back in
@@ -235,6 +251,8 @@ int ps_op_step(ps_op *op)
         r = setup(op);
         if (r == PS_DONE)
             return drain_only_done(op);
+        if (r == PS_FAIL)
+            return failed(op);
         if (r != PS_PENDING)
             return op->phase = r;
     }
@@ -282,5 +300,5 @@ int ps_op_finish(ps_op *op)
             linger = LINGER_AS_IS;
     }
     op->phase = release(s, &op->res, linger, op->setup, op->start);
-    return op->phase;
+    return op->phase == PS_FAIL ? failed(op) : op->phase;
 }

@@ -30,6 +30,7 @@ typedef u_short ps_linger_field;        /* struct linger is {u_short,u_short} */
 #define PS_SYS_POLLERRS (POLLERR | POLLHUP | POLLNVAL)
 #define PS_SYS_DISCARD_FLAGS 0
 #define PS_SYS_ZERO_COPY 0
+#define PS_SYS_PEEK_FLAGS MSG_PEEK /* the op made the socket non-blocking */
 /* closesocket with unread input sends RST (documented by Microsoft). */
 #define PS_SYS_UNREAD_INPUT_RESETS 1
 
@@ -38,6 +39,8 @@ typedef u_short ps_linger_field;        /* struct linger is {u_short,u_short} */
 #define PS_OS_ECONNRESET WSAECONNRESET
 #define PS_OS_ECONNABORTED WSAECONNABORTED
 #define PS_OS_ENOTCONN WSAENOTCONN
+#define PS_OS_EPIPE WSAECONNRESET /* Winsock has no EPIPE: a reset says so */
+#define PS_OS_ETIMEDOUT WSAETIMEDOUT
 #define PS_OS_EWOULDBLOCK WSAEWOULDBLOCK
 #define PS_OS_EAGAIN WSAEWOULDBLOCK
 #define PS_OS_EINTR WSAEINTR
@@ -202,6 +205,7 @@ typedef int ps_linger_field;
 #define PS_SYS_DISCARD_FLAGS MSG_DONTWAIT
 #define PS_SYS_ZERO_COPY 0
 #endif
+#define PS_SYS_PEEK_FLAGS (MSG_PEEK | MSG_DONTWAIT)
 
 #if defined(__FreeBSD__) || defined(__DragonFly__)
 /* FreeBSD sends FIN and discards unread input. */
@@ -215,6 +219,8 @@ typedef int ps_linger_field;
 #define PS_OS_ECONNRESET ECONNRESET
 #define PS_OS_ECONNABORTED ECONNABORTED
 #define PS_OS_ENOTCONN ENOTCONN
+#define PS_OS_EPIPE EPIPE
+#define PS_OS_ETIMEDOUT ETIMEDOUT
 #define PS_OS_EWOULDBLOCK EWOULDBLOCK
 #define PS_OS_EAGAIN EAGAIN
 #define PS_OS_EINTR EINTR
@@ -384,6 +390,35 @@ static inline int ps_sys_connected(ps_sock s, int *pending_error)
         v = 0;
     *pending_error = v;
     return 0;
+}
+
+/* How a connection that getpeername calls not connected came to its end,
+ * told by what every OS reports alike: the pending error (Linux keeps
+ * ECONNRESET, or EPIPE when the RST came after the peer's FIN), else a
+ * non-blocking peek (Windows keeps no SO_ERROR, but its recv goes on failing
+ * with WSAECONNRESET after a reset).  Never-connected sockets, listeners and
+ * connects in progress say ENOTCONN (EINVAL on some BSDs) or would block.
+ * Returns PS_ENDED_RESET, PS_ENDED_NEVER (never connected, or a listener) or
+ * PS_ENDED_CLOSED (it was connected and the peer's FIN or data is still
+ * there to read: the op goes on without a shutdown). */
+enum { PS_ENDED_RESET, PS_ENDED_NEVER, PS_ENDED_CLOSED };
+
+static inline int ps_sys_is_reset(int e)
+{
+    return e == PS_OS_ECONNRESET || e == PS_OS_ECONNABORTED ||
+           e == PS_OS_EPIPE || e == PS_OS_ETIMEDOUT;
+}
+
+static inline int ps_sys_ended(ps_sock s, int pending_error)
+{
+    char byte;
+    int e;
+    if (pending_error != 0)
+        return ps_sys_is_reset(pending_error) ? PS_ENDED_RESET : PS_ENDED_NEVER;
+    if (recv(s, &byte, 1, PS_SYS_PEEK_FLAGS) >= 0)
+        return PS_ENDED_CLOSED;
+    e = ps_sys_error();
+    return ps_sys_is_reset(e) ? PS_ENDED_RESET : PS_ENDED_NEVER;
 }
 
 static inline int ps_sys_shutdown(ps_sock s, int how)

@@ -5,8 +5,25 @@ policies, the same on Winsock and POSIX.  See DESIGN.md for the contract.
 """
 
 import importlib
+import os
 from types import ModuleType
 from typing import TYPE_CHECKING
+
+try:
+    import pysock._core  # noqa: F401
+except ModuleNotFoundError as _exc:  # tests/test_import.py
+    if _exc.name != "pysock._core":
+        raise
+    _here = os.path.dirname(os.path.abspath(__file__))
+    raise ImportError(
+        f"pysock's C core (pysock._core) was never built in {_here}.\n"
+        "This is pysock's source tree, and Python imports it ahead of any installed copy "
+        "when it runs from the directory above it.  Either build the core in place "
+        "(pip install -e .), or run the installed pysock from elsewhere: the `pysock` "
+        "command (pysock demo), or python -m pysock from another directory.",
+        name="pysock._core",
+        path=_here,
+    ) from None
 
 from pysock._api import abort, close, close_many, drain, get_linger, set_linger, shutdown
 from pysock._errors import NotASocketError, NotConnectedError

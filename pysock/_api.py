@@ -163,9 +163,15 @@ def _run(ops: Any, owners: list[socket.socket | None]) -> None:
                 break
     finally:
         lib.ps_engine_free(engine)
-        for i, owner in enumerate(owners):  # only after an exception
-            if owner is not None and ops[i].res.closed and owner.fileno() != -1:
+        for i, owner in enumerate(owners):
+            if owner is None or owner.fileno() == -1:
+                continue
+            if ops[i].res.closed:  # only after an exception
                 owner.detach()
+            elif ops[i].setup:
+                # Still open (it failed, or a signal handler raised): Windows
+                # left it blocking; give it back the mode its object says.
+                owner.settimeout(owner.gettimeout())
     for i in range(n):
         if ops[i].phase == lib.PS_FAIL:
             raise_error(ops[i].res.err)
@@ -254,10 +260,13 @@ def drain(
         == lib.PS_FAIL
     ):
         raise_error(op[0].res.err)
-    _run(op, [None])
-    if owner is not None:
-        # Windows: the core leaves the socket blocking; restore the object's mode.
-        owner.settimeout(owner.gettimeout())
+    try:
+        _run(op, [None])
+    finally:
+        if owner is not None:
+            # Windows: the core leaves the socket blocking (also when the
+            # drain failed); restore the object's own mode.
+            owner.settimeout(owner.gettimeout())
     res = op[0].res
     return DrainResult(
         drained=int(res.drained),

@@ -5,6 +5,11 @@ never reads (like an early 413 or 401), the server writes a response and
 closes by the row's policy, and the client reads until EOF or reset.  The
 first row is the classic trap: plain ``socket.close()`` with unread input,
 which makes Linux and Windows send RST, so the client loses the response.
+
+A client that is still busy uploading reads the response only after the
+server has closed: the rows that close at once are shown that way, so the
+trap's loss does not depend on which thread runs first.  The server then
+queues what the kernel takes without blocking (``sent``).
 """
 
 from __future__ import annotations
@@ -73,16 +78,19 @@ def _send_until_full(server: socket.socket, limit: int) -> int:
     return sent
 
 
-def run_case(name: str, closer: Closer, *, stalled: bool = False) -> Row:
-    """One connection closed by ``closer``, seen from the client's side."""
+def run_case(name: str, closer: Closer, *, busy: bool = False, limit: int = RESPONSE) -> Row:
+    """One connection closed by ``closer``, seen from the client's side.
+
+    ``busy``: the client reads only after the close returned (it is still
+    uploading, or stalled); the server queues at most ``limit`` bytes."""
     server, client = _pair()
     started = threading.Event()
     outcome: dict[str, object] = {}
 
     def serve() -> None:
         server.recv(1024)  # the request line: the body stays unread
-        if stalled:
-            outcome["sent"] = _send_until_full(server, STALLED_RESPONSE)
+        if busy:
+            outcome["sent"] = _send_until_full(server, limit)
         else:
             server.sendall(b"r" * RESPONSE)
             outcome["sent"] = RESPONSE
@@ -97,8 +105,8 @@ def run_case(name: str, closer: Closer, *, stalled: bool = False) -> Row:
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         started.wait(CLIENT_TIMEOUT)
-        if stalled:
-            thread.join(CLIENT_TIMEOUT)  # a stalled peer reads only afterwards
+        if busy:
+            thread.join(CLIENT_TIMEOUT)  # a busy peer reads only afterwards
         received, peer_saw = _read_all(client)
         client.close()  # as an HTTP client does once it has the response
         thread.join(CLIENT_TIMEOUT)
@@ -129,22 +137,30 @@ def _plain_close(sock: socket.socket) -> None:
     sock.close()
 
 
-def cases() -> list[tuple[str, Closer, bool]]:
+def cases() -> list[tuple[str, Closer, bool, int]]:
+    """(name, closer, busy, limit) for each row."""
     return [
-        ("socket.close()  [the trap]", _plain_close, False),
-        ("pysock Graceful()", lambda s: pysock.close(s, pysock.Graceful()), False),
-        ("pysock Abortive()", lambda s: pysock.close(s, pysock.Abortive()), False),
-        ("pysock Linger(1.0)", lambda s: pysock.close(s, pysock.Linger(1.0)), False),
-        ("pysock Drain(5.0)  [the cure]", lambda s: pysock.close(s, pysock.Drain(5.0)), False),
+        ("socket.close()  [the trap]", _plain_close, True, RESPONSE),
+        ("pysock Graceful()", lambda s: pysock.close(s, pysock.Graceful()), True, RESPONSE),
+        ("pysock Abortive()", lambda s: pysock.close(s, pysock.Abortive()), True, RESPONSE),
+        ("pysock Linger(1.0)", lambda s: pysock.close(s, pysock.Linger(1.0)), False, RESPONSE),
+        (
+            "pysock Drain(5.0)  [the cure]",
+            lambda s: pysock.close(s, pysock.Drain(5.0)),
+            False,
+            RESPONSE,
+        ),
         (
             "pysock Linger(0.5), peer stalled",
             lambda s: pysock.close(s, pysock.Linger(0.5)),
             True,
+            STALLED_RESPONSE,
         ),
         (
             "pysock Drain(0.5), peer stalled",
             lambda s: pysock.close(s, pysock.Drain(0.5, idle=None)),
             True,
+            STALLED_RESPONSE,
         ),
     ]
 
@@ -178,8 +194,8 @@ def main() -> int:
         flush=True,
     )
     rows = []
-    for name, closer, stalled in cases():
-        rows.append(run_case(name, closer, stalled=stalled))
+    for name, closer, busy, limit in cases():
+        rows.append(run_case(name, closer, busy=busy, limit=limit))
     print(_format(rows))
     trap, cure = rows[0], rows[4]
     print(

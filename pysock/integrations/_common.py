@@ -169,8 +169,7 @@ def require(module: str, extra: str, *, attributes: tuple[str, ...] = ()) -> Mod
         mod = importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"pysock.integrations.{extra} needs {module}: "
-            f"pip install 'pysock-linger[{extra}]'"
+            f"pysock.integrations.{extra} needs {module}: pip install 'pysock-linger[{extra}]'"
         ) from exc
     for path in attributes:
         obj: object = mod
