@@ -187,6 +187,12 @@ def open_fds() -> int | None:
     return len(os.listdir("/proc/self/fd"))
 
 
+COUNTS_HANDLES = open_fds() is not None
+counts_handles = pytest.mark.skipif(
+    not COUNTS_HANDLES, reason="this system does not tell its open handle count"
+)
+
+
 def fd_is_open(fd: int) -> bool:
     """POSIX: fd is an open descriptor (any kind); Windows: a socket handle."""
     if WINDOWS:

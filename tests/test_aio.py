@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from support import KiB, MiB, open_fds, payload, recv_all
+from support import WINE_RST_AS_EOF, KiB, MiB, open_fds, payload, recv_all, wine_xfail
 
 import pysock
 from pysock import Reaper, aio
@@ -88,6 +88,7 @@ def test_close_does_not_block_the_loop(run, reaper, tcp_pair):
     assert server.fileno() == -1
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_close_graceful_and_abortive_at_once(run, make_pair):
     (s1, c1), (s2, c2) = make_pair(), make_pair()
 
@@ -133,7 +134,8 @@ def test_cancelled_close_goes_on_and_leaks_nothing(run, make_pair):
     client.close()
     r.close()  # waits for the drain, which ends at the peer's EOF
     assert r.stats().by_reason == {"eof": 1}
-    assert open_fds() <= before - 1  # the server's descriptor is gone
+    if before is not None:  # None: the system does not tell (Wine)
+        assert open_fds() <= before - 1  # the server's descriptor is gone
 
 
 class _Server(asyncio.Protocol):
@@ -290,7 +292,8 @@ def test_cancelled_close_transport_leaks_nothing(run):
     c.close()
     r.close()
     assert r.stats().by_reason == {"eof": 1}
-    assert open_fds() <= before
+    if before is not None:  # None: the system does not tell (Wine)
+        assert open_fds() <= before
 
 
 def test_close_transport_on_a_closed_transport_raises(run, reaper):
@@ -311,6 +314,7 @@ def test_close_transport_on_a_closed_transport_raises(run, reaper):
     run(main())
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_close_transport_abortive_resets(run, reaper):
     async def main() -> tuple[pysock.CloseResult, socket.socket]:
         got: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()

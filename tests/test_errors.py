@@ -11,7 +11,7 @@ import os
 import socket
 
 import pytest
-from support import assert_pair_intact, fd_is_open
+from support import assert_pair_intact, close_fd, fd_is_open
 
 import pysock
 from pysock import (
@@ -295,7 +295,7 @@ def test_closed_socket_object_raises_not_a_socket(call):
 def test_closed_int_fd_raises_not_a_socket(call):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     fd = sock.detach()
-    os.close(fd)
+    close_fd(fd)
     assert not fd_is_open(fd)
     with pytest.raises(NotASocketError) as exc:
         call(fd)
