@@ -197,6 +197,7 @@ def test_linger_peer_receives_all_data_and_eof_acked(tcp_pair, threads, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@wine_xfail(WINE_NO_TCP_INFO)
 def test_linger_deadline_with_unacknowledged_data_is_abortive_timeout(make_pair, mode):
     server, client = make_pair(client_rcvbuf=4 * KiB)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
