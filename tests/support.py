@@ -184,6 +184,8 @@ def open_fds() -> int | None:
         ):
             raise ctypes.WinError()
         return count.value or None
+    if not os.path.isdir("/proc/self/fd"):
+        return None
     return len(os.listdir("/proc/self/fd"))
 
 
@@ -215,6 +217,19 @@ def fd_is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def assert_blocking(sock: socket.socket, peer: socket.socket) -> None:
+    """sock (with nothing to read) is in blocking mode, its handle too: a
+    recv waits for the peer's byte, sent a moment later, instead of raising
+    BlockingIOError (WSAEWOULDBLOCK) at once."""
+    assert sock.gettimeout() is None
+    timer = threading.Timer(0.2, peer.sendall, (b"b",))
+    timer.start()
+    try:
+        assert sock.recv(1) == b"b"
+    finally:
+        timer.join()
 
 
 def close_fd(fd: int) -> None:
