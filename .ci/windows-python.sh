@@ -157,7 +157,7 @@ for v in "${versions[@]}"; do
         timeout 120 wine "$home/python.exe" -c \
             'import sys, pysock, pysock._core; print(sys.version); print(pysock.__file__); print(pysock._core.__file__)' \
             </dev/null 2>&1 | tr -d '\r' | cat
-        timeout 1200 wine "$home/python.exe" -m pytest tests -p no:cacheprovider -q -rfEX \
+        timeout 1200 wine "$home/python.exe" -m pytest tests -p no:cacheprovider -q -rfEsX \
             </dev/null 2>&1 | tr -d '\r' | tee "$out"
         exit "${PIPESTATUS[0]}"
     )

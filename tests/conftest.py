@@ -171,15 +171,32 @@ def raw_fds() -> Iterator[RawFds]:
     fds.close_all()
 
 
+class Pipe(tuple[int, int]):
+    """(r, w): an os.pipe()'s two ends as the numbers pysock is given, a
+    valid handle that is not a socket: the descriptors on POSIX, the pipe's
+    OS handles on Windows (in the same number space as socket handles; os.pipe
+    gives C runtime descriptors there).  works() says the pipe still carries
+    data."""
+
+    fds: tuple[int, int]
+
+    def works(self) -> bool:
+        r, w = self.fds
+        return os.write(w, b"still a pipe") == 12 and os.read(r, 100) == b"still a pipe"
+
+
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """(read_fd, write_fd) of an os.pipe(), closed at teardown.  Skipped on
-    Windows, where a pipe's number is a C runtime descriptor, not a handle:
-    there is no such number to mistake for a socket."""
-    if WINDOWS:
-        pytest.skip("Windows has no pipe descriptor in the socket handles' number space")
+def pipe() -> Iterator[Pipe]:
+    """A Pipe, closed at teardown."""
     r, w = os.pipe()
-    yield r, w
+    if WINDOWS:
+        import msvcrt
+
+        ends = Pipe((msvcrt.get_osfhandle(r), msvcrt.get_osfhandle(w)))
+    else:
+        ends = Pipe((r, w))
+    ends.fds = (r, w)
+    yield ends
     for fd in (r, w):
         with contextlib.suppress(OSError):
             os.close(fd)
