@@ -43,6 +43,9 @@ def run(request: pytest.FixtureRequest) -> Iterator[Run]:
     else:
         factory = asyncio.new_event_loop
     loop = factory()
+    if request.param == "asyncio" and sys.platform == "win32":
+        # Windows' default, whose transports shut their socket down on abort.
+        assert isinstance(loop, asyncio.ProactorEventLoop)
     asyncio.set_event_loop(loop)  # asyncio.Runner is Python >= 3.11
 
     def go(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -340,3 +343,17 @@ def test_default_reaper_is_used(run, tcp_pair):
 
     assert run(main()).reason == "eof"
     assert recv_all(client) == (b"", "eof")
+
+
+def test_proactor_transport_without_its_internals_is_refused_loudly():
+    """close_transport takes a proactor transport's own socket (asyncio
+    internals); one without them raises TypeError, never a plain close."""
+    import asyncio.proactor_events as proactor_events
+
+    class Odd(proactor_events._ProactorSocketTransport):
+        def __del__(self) -> None:  # the base's reads the missing _sock
+            pass
+
+    odd = object.__new__(Odd)  # no __init__: no _sock
+    with pytest.raises(TypeError, match="cannot take its socket over silently"):
+        aio._take(odd, None)
