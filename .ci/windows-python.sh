@@ -89,6 +89,7 @@ for v in "${versions[@]}"; do
         >"$home/python${v/./}._pth"
 done
 ls "$work"/whl-*/
+echo "downloads and unpacking: $((SECONDS - t0))s"
 
 # --- build _core.pyd: cffi's C, mingw-w64, the limited API of 3.10 ---------
 # The host's cffi emits the C; it is the same version as the Windows wheel,
@@ -126,6 +127,8 @@ if grep -Eqi '^python3[0-9]+\.dll$' <<<"$imports"; then
     echo "_core.pyd imports a version-specific python3X.dll: not abi3"; exit 1
 fi
 
+echo "_core.pyd built: $((SECONDS - t0))s"
+
 # --- the tests, away from the source tree's pysock/ ----------------------------
 mkdir "$work/run"
 cp -r tests examples pyproject.toml "$work/run/"
@@ -157,7 +160,7 @@ for v in "${versions[@]}"; do
         timeout 120 wine "$home/python.exe" -c \
             'import sys, pysock, pysock._core; print(sys.version); print(pysock.__file__); print(pysock._core.__file__)' \
             </dev/null 2>&1 | tr -d '\r' | cat
-        timeout 1200 wine "$home/python.exe" -m pytest tests -p no:cacheprovider -q -rfEsX \
+        timeout 1200 wine "$home/python.exe" -m pytest tests -p no:cacheprovider -q -rfEsxX \
             </dev/null 2>&1 | tr -d '\r' | tee "$out"
         exit "${PIPESTATUS[0]}"
     )
