@@ -180,6 +180,27 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 #include <sys/epoll.h>
 #endif
 #endif
+#if defined(__APPLE__) || defined(__FreeBSD__)
+/* The TCP state numbers.  Every macOS SDK and FreeBSD install
+ * <netinet/tcp_fsm.h>; zig's trimmed Darwin headers lack it.  The nested
+ * #if keeps a compiler without __has_include from parsing the test. */
+#if defined(__has_include)
+#if __has_include(<netinet/tcp_fsm.h>)
+#include <netinet/tcp_fsm.h>
+#endif
+#endif
+#ifdef TCPS_CLOSED
+#define PS_TCPS_CLOSED TCPS_CLOSED
+#define PS_TCPS_FIN_WAIT_2 TCPS_FIN_WAIT_2
+#define PS_TCPS_TIME_WAIT TCPS_TIME_WAIT
+#else
+/* The 4.4BSD numbers, the same in FreeBSD's sys/netinet/tcp_fsm.h and
+ * XNU's bsd/netinet/tcp_fsm.h: CLOSED 0 ... FIN_WAIT_2 9, TIME_WAIT 10. */
+#define PS_TCPS_CLOSED 0
+#define PS_TCPS_FIN_WAIT_2 9
+#define PS_TCPS_TIME_WAIT 10
+#endif
+#endif
 
 typedef int ps_sock;
 typedef struct pollfd ps_pollfd;
@@ -190,8 +211,11 @@ typedef int ps_linger_field;
 #define PS_SYS_POLLIN POLLIN
 #define PS_SYS_POLLERRS (POLLERR | POLLHUP | POLLNVAL)
 
-#ifdef __APPLE__
-/* SO_LINGER counts clock ticks on Darwin; SO_LINGER_SEC counts seconds. */
+#if defined(__APPLE__) && defined(SO_LINGER_SEC)
+/* SO_LINGER counts clock ticks on Darwin; SO_LINGER_SEC (0x1080, since
+ * Mac OS X 10.4) counts seconds.  Built with _POSIX_C_SOURCE and without
+ * _DARWIN_C_SOURCE, <sys/socket.h> has no SO_LINGER_SEC and gives that
+ * same 0x1080 the name SO_LINGER: then the #else is right too. */
 #define PS_SYS_SO_LINGER SO_LINGER_SEC
 #else
 #define PS_SYS_SO_LINGER SO_LINGER
@@ -292,16 +316,20 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
     return 0;
 }
 #elif defined(__APPLE__)
+/* TCP_CONNECTION_INFO (public since OS X 10.11, xnu-3247): tcpi_state is
+ * the TCP state, tcpi_snd_sbbytes the bytes in the send buffer, which TCP
+ * keeps until they are acknowledged: unsent and unacknowledged together. */
 static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 {
     struct tcp_connection_info info;
-    socklen_t len = sizeof info;
+    socklen_t len = (socklen_t)sizeof info;
     if (getsockopt(s, IPPROTO_TCP, TCP_CONNECTION_INFO, &info, &len) != 0)
         return -1;
     if (fin_sent)
-        *n = (info.tcpi_state == TCPS_FIN_WAIT_2 ||
-              info.tcpi_state == TCPS_TIME_WAIT ||
-              info.tcpi_state == TCPS_CLOSED)
+        /* Our FIN is acknowledged once we are in FIN-WAIT-2 or later. */
+        *n = (info.tcpi_state == PS_TCPS_FIN_WAIT_2 ||
+              info.tcpi_state == PS_TCPS_TIME_WAIT ||
+              info.tcpi_state == PS_TCPS_CLOSED)
                  ? 0
                  : (unsigned long)info.tcpi_snd_sbbytes + 1;
     else
@@ -309,20 +337,32 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
     return 0;
 }
 #elif defined(__FreeBSD__)
+/* FIONWRITE: the bytes in the send buffer, which on a TCP socket are those
+ * the peer has not acknowledged, sent or still queued (FreeBSD ioctl(2)).
+ * TCP_INFO's tcpi_state tells whether our FIN is acknowledged.  (TCP_INFO's
+ * tcpi_snd_nxt - tcpi_snd_una leaves out data still queued unsent, so it
+ * reads 0 while a full peer window holds data back.) */
 static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 {
-    struct tcp_info info;
-    socklen_t len = sizeof info;
-    if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+    int queued = 0;
+    unsigned long bytes;
+    if (ioctl(s, FIONWRITE, &queued) != 0)
         return -1;
-    if (fin_sent)
-        *n = (info.tcpi_state == TCPS_FIN_WAIT_2 ||
-              info.tcpi_state == TCPS_TIME_WAIT ||
-              info.tcpi_state == TCPS_CLOSED)
+    bytes = (unsigned long)(queued < 0 ? 0 : queued);
+    if (fin_sent) {
+        struct tcp_info info;
+        socklen_t len = (socklen_t)sizeof info;
+        if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+            return -1;
+        /* Our FIN is acknowledged once we are in FIN-WAIT-2 or later. */
+        *n = (info.tcpi_state == PS_TCPS_FIN_WAIT_2 ||
+              info.tcpi_state == PS_TCPS_TIME_WAIT ||
+              info.tcpi_state == PS_TCPS_CLOSED)
                  ? 0
-                 : 1;
-    else
-        *n = (unsigned long)(info.tcpi_snd_nxt - info.tcpi_snd_una);
+                 : bytes + 1;
+    } else {
+        *n = bytes;
+    }
     return 0;
 }
 #else

@@ -1,4 +1,5 @@
-"""Command line: ``python -m pysock demo`` / ``bench`` (also the ``pysock`` script)."""
+"""Command line: ``python -m pysock demo`` / ``bench`` / ``probe URL`` (also the ``pysock``
+script)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--only", metavar="SECTIONS", help="comma-separated subset of: drain,percall,many,server"
     )
+    from pysock._probe import add_arguments as probe_arguments
+
+    probe = commands.add_parser(
+        "probe",
+        help="check a running HTTP server for the early-response trap",
+        description="Send a request with a body to URL, read the response while sending (as "
+        "curl and httpx do), and report whether it arrived whole: truncated, reset, FIN or "
+        "RST, timings, a verdict, and the pysock integration that fixes a known server. "
+        "Exit status 0: the response arrived whole; 1: it did not; 2: bad arguments or no "
+        "connection.",
+    )
+    probe_arguments(probe)
     args = parser.parse_args(argv)
+    if args.command == "probe":
+        from pysock._probe import run as run_probe
+
+        return run_probe(args)
     if args.command == "bench":
         from pysock._bench import main as run_bench
 

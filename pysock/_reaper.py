@@ -9,13 +9,31 @@ socket object and returns a ``concurrent.futures.Future[CloseResult]``.
 Graceful and Abortive need no waiting: they are done at once in the
 submitting thread and the future is already resolved.  Linger and Drain are
 started at submission (their deadlines count from then) and handed to the
-reaper thread, which runs the C core's long-lived engine over a fixed array
-of ``max_in_flight`` ops: one readiness set (epoll on Linux, poll/WSAPoll
-elsewhere), waits without the GIL, and a wake socket so that new work is
-taken at once.
+reaper thread, which runs the C core's long-lived engine over an array of
+ops (it starts small and doubles as needed): one readiness set (epoll on
+Linux, poll/WSAPoll elsewhere), waits without the GIL, and a wake socket so
+that new work is taken at once.
 
-Under pressure it reclaims as nginx does: when ``max_in_flight`` ops are in
-flight, the oldest one is aborted (RST, ``reason="reclaimed"``) to make room.
+Reclamation follows real pressure, as nginx's does: a lingering close in
+flight holds a descriptor, and only when descriptors run short is the
+oldest one aborted (RST, ``reason="reclaimed"``) to make room:
+
+- when the closes in the engine would exceed the descriptor ceiling, the
+  soft ``RLIMIT_NOFILE`` minus a reserve for the rest of the process
+  (``max(64, soft // 8)``; read again at every wake, so raising the limit
+  with ``resource.setrlimit`` takes effect at once; no ceiling when the soft
+  limit is unlimited).  Windows has no such limit: the ceiling is computed
+  as if the soft limit were ``WINDOWS_NOFILE`` (16,384);
+- when the caller reports exhaustion: a server whose ``accept()`` fails with
+  EMFILE/ENFILE calls :meth:`Reaper.descriptors_exhausted`, and the oldest
+  closes are reclaimed (nginx's rule: an eighth of those in flight, at
+  least 1, at most 32);
+- beyond ``max_in_flight`` when one is given (None, the default: no fixed
+  cap).
+
+Reclaims are counted (``stats().reclaimed``) and logged on the ``pysock``
+logger as a warning, at most once a second, with the count since the last
+message.
 
 Futures are resolved in the reaper thread, so their done-callbacks run there:
 keep them short.
@@ -36,6 +54,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -44,6 +63,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+if sys.platform != "win32":
+    import resource
 
 from pysock._api import _check_stream, _close_now, _op_args, _result
 from pysock._core import ffi, lib
@@ -54,8 +76,18 @@ __all__ = ["Reaper", "ReaperClosedError", "ReaperStats", "default_reaper"]
 
 _log = logging.getLogger("pysock")
 
-#: Default cap on lingering closes in flight per reaper.
-DEFAULT_MAX_IN_FLIGHT = 1024
+#: Windows has no RLIMIT_NOFILE: the descriptor ceiling is computed as if
+#: the soft limit were this.
+WINDOWS_NOFILE = 16384
+#: Descriptors left to the rest of the process: max(RESERVE_MIN, soft // RESERVE_DIV).
+RESERVE_MIN = 64
+RESERVE_DIV = 8
+#: Reclaims are logged at most this often (seconds).
+LOG_INTERVAL = 1.0
+# The engine's first array of ops; it doubles when full (up to the ceiling).
+_FIRST_SLOTS = 256
+# descriptors_exhausted() without n: nginx's ngx_drain_connections rule.
+_EXHAUSTED_MAX = 32
 #: How long interpreter exit lets in-flight closes finish before aborting them.
 EXIT_TIMEOUT = 1.0
 _IDLE_SLICE_MS = 1000
@@ -85,15 +117,21 @@ class ReaperStats:
     ``in_flight``: submitted and not finished (queued for the reaper thread
     or in its engine); ``done``: finished with a result; ``failed``: ended
     with an exception; ``by_reason`` / ``by_how``: the finished results by
-    ``CloseResult.reason`` and ``.how``; ``reclaimed`` is also counted in
-    ``by_reason["reclaimed"]``."""
+    ``CloseResult.reason`` and ``.how``; ``reclaimed``: closes the reaper
+    aborted to make room (those that ended with a result are also in
+    ``by_reason["reclaimed"]``); ``max_in_flight``: the explicit cap, or
+    None; ``ceiling``: how many may be in flight now before the oldest is
+    reclaimed (the smaller of the cap and the descriptor ceiling; None: no
+    limit)."""
 
     in_flight: int
     done: int
     failed: int
-    max_in_flight: int
+    max_in_flight: int | None
     by_reason: dict[str, int]
     by_how: dict[str, int]
+    reclaimed: int = 0
+    ceiling: int | None = None
 
 
 # Every socket object a reaper has taken over (it is detached, so a second
@@ -112,6 +150,20 @@ def _future_setter(fut: Future[CloseResult]) -> Done:
     return done
 
 
+def descriptor_ceiling() -> int | None:
+    """How many lingering closes may hold a descriptor before the oldest is
+    reclaimed: the soft RLIMIT_NOFILE (``WINDOWS_NOFILE`` on Windows) minus
+    ``max(RESERVE_MIN, soft // RESERVE_DIV)``, at least 1; None when the
+    soft limit is unlimited."""
+    if sys.platform == "win32":
+        soft = WINDOWS_NOFILE
+    else:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            return None
+    return max(1, soft - max(RESERVE_MIN, soft // RESERVE_DIV))
+
+
 def _error(err: Any) -> BaseException:
     try:
         raise_error(err)
@@ -122,20 +174,28 @@ def _error(err: Any) -> BaseException:
 class Reaper:
     """A background close engine; see the module documentation.
 
-    ``max_in_flight``: lingering closes (Linger, Drain) in flight at most;
-    beyond it the oldest is aborted to make room.  Use as a context manager
-    or call :meth:`close`."""
+    ``max_in_flight``: an explicit cap on lingering closes (Linger, Drain)
+    in flight; beyond it the oldest is aborted to make room.  None (the
+    default): no fixed cap, only descriptor pressure reclaims.  Use as a
+    context manager or call :meth:`close`."""
 
-    def __init__(self, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, *, name: str = "pysock-reaper"):
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-            raise TypeError(f"max_in_flight must be an int, not {type(max_in_flight).__name__}")
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+    def __init__(self, max_in_flight: int | None = None, *, name: str = "pysock-reaper"):
+        if max_in_flight is not None:
+            if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+                raise TypeError(
+                    f"max_in_flight must be an int or None, not {type(max_in_flight).__name__}"
+                )
+            if max_in_flight < 1:
+                raise ValueError(f"max_in_flight must be >= 1 or None, got {max_in_flight}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
         self._cap = max_in_flight
+        size = _FIRST_SLOTS if max_in_flight is None else min(max_in_flight, _FIRST_SLOTS)
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._queue: collections.deque[tuple[Any, Done]] = collections.deque()
         self._closed = False  # no new work
+        self._stopped = False  # the thread is over
         self._deadline: float | None = None  # abort what is left at this time
         self._forked = False
         self._woken = False
@@ -144,15 +204,23 @@ class Reaper:
         self._in_flight = 0  # queued + in the engine
         self._by_reason: dict[str, int] = {}
         self._by_how: dict[str, int] = {}
+        self._reclaimed = 0
+        self._exhausted: list[tuple[int | None, Future[int]]] = []  # reports to act on
+        self._ceiling = self._compute_ceiling()
+        # Reclaims not yet logged, the last message's time, the last cause.
+        self._unlogged = 0
+        self._logged_at = -LOG_INTERVAL
+        self._cause = ""
         # The engine and its arrays: touched by the reaper thread only.
-        self._ops = ffi.new("ps_op[]", max_in_flight)
-        self._freed = ffi.new("size_t[]", max_in_flight)
+        self._size = size
+        self._ops = ffi.new("ps_op[]", size)
+        self._freed = ffi.new("size_t[]", size)
         self._nfreed = ffi.new("size_t *")
         self._err = ffi.new("ps_error *")
-        self._slots: list[Done | None] = [None] * max_in_flight
-        self._free = list(range(max_in_flight - 1, -1, -1))
+        self._slots: list[Done | None] = [None] * size
+        self._free = list(range(size - 1, -1, -1))
         self._order: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._engine = lib.ps_engine_new(self._ops, max_in_flight)
+        self._engine = lib.ps_engine_new(self._ops, size)
         if self._engine == ffi.NULL:
             raise MemoryError("pysock: out of memory for the reaper's engine")
         self._wake_r, self._wake_w = socket.socketpair()
@@ -170,7 +238,8 @@ class Reaper:
     # -- the public face ---------------------------------------------------
 
     @property
-    def max_in_flight(self) -> int:
+    def max_in_flight(self) -> int | None:
+        """The explicit cap given at construction, or None."""
         return self._cap
 
     @property
@@ -209,6 +278,29 @@ class Reaper:
         if threading.current_thread() is not self._thread and os.getpid() == self._pid:
             self._thread.join()
 
+    def descriptors_exhausted(self, n: int | None = None) -> Future[int]:
+        """Report that the process ran out of descriptors (``accept()`` or
+        ``socket()`` failed with EMFILE or ENFILE): the reaper thread
+        reclaims the ``n`` oldest lingering closes in flight (default: an
+        eighth of them, at least 1 and at most 32, as nginx does) so that
+        their descriptors are free again.  Returns at once; the future
+        resolves with how many were reclaimed once their descriptors are
+        closed (0 when none was in flight, or in a forked child)."""
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise TypeError(f"n must be an int or None, not {type(n).__name__}")
+            if n < 1:
+                raise ValueError(f"n must be >= 1 or None, got {n}")
+        fut: Future[int] = Future()
+        fut.set_running_or_notify_cancel()
+        with self._lock:
+            if self._pid != os.getpid() or self._stopped:
+                fut.set_result(0)
+                return fut
+            self._exhausted.append((n, fut))
+        self._wake()
+        return fut
+
     def stats(self) -> ReaperStats:
         with self._lock:
             return ReaperStats(
@@ -218,6 +310,8 @@ class Reaper:
                 max_in_flight=self._cap,
                 by_reason=dict(self._by_reason),
                 by_how=dict(self._by_how),
+                reclaimed=self._reclaimed,
+                ceiling=self._ceiling,
             )
 
     def __enter__(self) -> Reaper:
@@ -233,7 +327,10 @@ class Reaper:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<pysock.Reaper {state} in_flight={self._in_flight} max={self._cap}>"
+        return (
+            f"<pysock.Reaper {state} in_flight={self._in_flight} "
+            f"max={self._cap} ceiling={self._ceiling}>"
+        )
 
     # -- submission (any thread) -------------------------------------------
 
@@ -305,6 +402,11 @@ class Reaper:
                 self._closed = True
             self._abort_all(lib.PS_REASON_TIMEOUT, exc)
         finally:
+            with self._lock:
+                self._stopped = True
+                reports, self._exhausted = self._exhausted, []
+            for _, fut in reports:
+                fut.set_result(0)
             if not self._forked:
                 lib.ps_engine_free(self._engine)
                 self._engine = ffi.NULL
@@ -312,23 +414,30 @@ class Reaper:
                 self._wake_w.close()
 
     def _loop(self) -> None:
-        engine, freed, nfreed, err = self._engine, self._freed, self._nfreed, self._err
-        ops, slots = self._ops, self._slots
-        order = self._order
+        nfreed, err = self._nfreed, self._err
+        slots, order = self._slots, self._order
         while True:
             with contextlib.suppress(BlockingIOError, InterruptedError):
                 while self._wake_r.recv(4096):
                     pass
+            ceiling = self._compute_ceiling()
             with self._lock:
                 batch = self._queue
                 self._queue = collections.deque()
+                reports, self._exhausted = self._exhausted, []
                 self._woken = False
+                self._ceiling = ceiling
                 closed, deadline = self._closed, self._deadline
             for k, (op, done) in enumerate(batch, 1):
-                self._begin(op, done)
+                self._begin(op, done, ceiling)
                 if k % _CHUNK == 0:
                     time.sleep(_YIELD_S)
+            for n, fut in reports:  # after the batch: what was submitted before counts
+                fut.set_result(self._relieve(n))
+            # _begin may have grown the engine: its arrays are new.
+            engine, freed, ops = self._engine, self._freed, self._ops
             now = time.monotonic()
+            self._log_reclaims(now)
             if deadline is not None and now >= deadline:
                 self._abort_all(lib.PS_REASON_TIMEOUT, None)
             if closed and not order:
@@ -363,18 +472,97 @@ class Reaper:
             elif pending != len(order):
                 self._reap_failed()
 
-    def _begin(self, op: Any, done: Done) -> None:
-        if self._free:
-            i = self._free.pop()
-        else:  # full: the oldest makes room
-            i = next(iter(self._order))
-            self._abort(i, lib.PS_REASON_RECLAIMED, None)
-            self._free.pop()
+    def _compute_ceiling(self) -> int | None:
+        fds = descriptor_ceiling()
+        if self._cap is None:
+            return fds
+        return self._cap if fds is None else min(self._cap, fds)
+
+    def _begin(self, op: Any, done: Done, ceiling: int | None) -> None:
+        if ceiling is not None:
+            while self._order and len(self._order) >= ceiling:  # the oldest make room
+                why = (
+                    f"max_in_flight={self._cap}"
+                    if ceiling == self._cap
+                    else f"descriptors short: {ceiling} in flight is the ceiling "
+                    f"under RLIMIT_NOFILE"
+                )
+                self._reclaim(next(iter(self._order)), why)
+        if not self._free and not self._grow(ceiling):
+            self._reclaim(next(iter(self._order)), "out of memory for the engine")
+        i = self._free.pop()
         ffi.memmove(self._ops + i, op, _OP_SIZE)
         self._slots[i] = done
         self._order[i] = None
         if lib.ps_engine_add(self._engine, i, self._err) == lib.PS_FAIL:  # pragma: no cover
             raise_error(self._err)
+
+    def _grow(self, ceiling: int | None) -> bool:
+        """A bigger engine for the ops in flight (all slots are taken):
+        double the array, at most to the ceiling.  The ops move to the new
+        engine, which begins them afresh (their shutdown is done, so that
+        is one more non-blocking step each); freeing the old engine closes
+        only its readiness set.  False if there is no room for it."""
+        old = self._size
+        size = old * 2 if ceiling is None else max(old + 1, min(old * 2, ceiling))
+        ops = ffi.new("ps_op[]", size)
+        freed = ffi.new("size_t[]", size)
+        ffi.memmove(ops, self._ops, old * _OP_SIZE)
+        engine = lib.ps_engine_new(ops, size)
+        if engine == ffi.NULL:
+            return False
+        if lib.ps_engine_set_wake(engine, self._wake_r.fileno(), self._err) == lib.PS_FAIL:
+            lib.ps_engine_free(engine)  # e.g. EMFILE for its epoll set
+            return False
+        for k, i in enumerate(self._order, 1):
+            if lib.ps_engine_add(engine, i, self._err) == lib.PS_FAIL:  # pragma: no cover
+                lib.ps_engine_free(engine)
+                return False
+            if k % (_CHUNK * 16) == 0:  # let a waiting event loop have the GIL
+                time.sleep(_YIELD_S)
+        lib.ps_engine_free(self._engine)
+        self._engine, self._ops, self._freed, self._size = engine, ops, freed, size
+        self._slots.extend([None] * (size - old))
+        self._free[:0] = range(size - 1, old - 1, -1)
+        return True
+
+    def _relieve(self, n: int | None) -> int:
+        """Reclaim the n oldest (default: nginx's share) for a report of
+        descriptor exhaustion; how many were reclaimed."""
+        if n is None:
+            n = max(1, min(_EXHAUSTED_MAX, len(self._order) // 8))
+        n = min(n, len(self._order))
+        for i in list(self._order)[:n]:
+            self._reclaim(i, "the caller reported descriptor exhaustion (EMFILE/ENFILE)")
+        self._log_reclaims()
+        return n
+
+    def _reclaim(self, i: int, why: str) -> None:
+        self._abort(i, lib.PS_REASON_RECLAIMED, None)
+        with self._lock:
+            self._reclaimed += 1
+        self._unlogged += 1
+        self._cause = why
+
+    def _log_reclaims(self, now: float | None = None) -> None:
+        """At most once per LOG_INTERVAL: one warning with the count since
+        the last (the loop calls this at every wake, at least once a
+        second, so a count left over is logged within about two seconds)."""
+        if not self._unlogged:
+            return
+        if now is None:
+            now = time.monotonic()
+        if now - self._logged_at < LOG_INTERVAL:
+            return
+        _log.warning(
+            "pysock reaper: reclaimed %d lingering close%s (RST, their responses may be "
+            "lost) since the last message; last cause: %s",
+            self._unlogged,
+            "" if self._unlogged == 1 else "s",
+            self._cause,
+        )
+        self._unlogged = 0
+        self._logged_at = now
 
     def _release(self, i: int) -> None:
         self._slots[i] = None
@@ -470,8 +658,8 @@ _default_lock = threading.Lock()
 
 
 def default_reaper() -> Reaper:
-    """The process-wide reaper, created on first use (max_in_flight =
-    ``DEFAULT_MAX_IN_FLIGHT``).  At interpreter exit it gets ``EXIT_TIMEOUT``
+    """The process-wide reaper, created on first use (no fixed cap: it
+    reclaims only when descriptors run short).  At interpreter exit it gets ``EXIT_TIMEOUT``
     seconds to finish, then aborts the rest.  In a forked child a new one is
     created on first use."""
     global _default

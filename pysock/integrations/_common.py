@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import socket
 import threading
 from types import ModuleType
 
@@ -15,6 +16,7 @@ from pysock._types import CloseResult, Drain, Policy
 __all__ = [
     "DEFAULT_POLICY",
     "IntegrationStats",
+    "bytes_waiting",
     "configure",
     "policy",
     "record",
@@ -183,3 +185,16 @@ def require(module: str, extra: str, *, attributes: tuple[str, ...] = ()) -> Mod
                 )
             obj = getattr(obj, part)
     return mod
+
+
+def bytes_waiting(sock: socket.socket) -> bool:
+    """True if the peer's bytes are waiting unread in ``sock``'s receive
+    queue now (a peek; never blocks, consumes nothing).  An EOF, a reset or
+    an empty queue: False."""
+    flags = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+    try:
+        return bool(sock.recv(1, flags))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
