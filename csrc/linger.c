@@ -88,12 +88,17 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
             return PS_FAIL;
         }
     }
+    /* After the peer's FIN was read (recv said 0) the receive queue is
+     * empty, and stays so: nothing can follow a FIN.  So no FIONREAD. */
     if (linger == LINGER_ABORT)
         res->how = PS_HOW_ABORTIVE;
     else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
-             ps_sys_pending_input(s, &n) == 0 && n > 0)
+             !res->peer_eof && ps_sys_pending_input(s, &n) == 0 && n > 0)
         res->how = PS_HOW_ABORTIVE; /* the OS answers with RST: say so */
-    res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
+    /* A Linger op that saw everything acknowledged after shutdown(send)
+     * need not ask again: with nothing more to send, 0 unacked stays 0. */
+    if (!(fin_sent && res->acked == 1))
+        res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
     if (ps_sys_close(s) != 0) {
         e = ps_sys_error();
         if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK ||
@@ -122,10 +127,15 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res)
                    start);
 }
 
-int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
-                double idle, uint64_t max_bytes)
+/* check_type: ask SO_TYPE (is it an open socket? a stream?).  Without it
+ * the caller vouches for a stream socket, and the op's first system call on
+ * the handle fails on one that is not an open socket, before anything is
+ * shut down or closed: getpeername (ioctlsocket first on Windows) in
+ * setup(), setsockopt(SO_LINGER) in release() for Graceful and Abortive. */
+static int start(ps_op *op, intptr_t fd, int kind, double timeout,
+                 double idle, uint64_t max_bytes, int check_type)
 {
-    int type;
+    int type = 0;
 
     memset(op, 0, sizeof *op);
     op->fd = fd;
@@ -147,17 +157,33 @@ int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
         op->idle_deadline = op->start + idle;
         op->max_bytes = max_bytes;
     }
-    if (!ps_sys_handle_ok(fd) || ps_sys_socktype((ps_sock)fd, &type) != 0)
+    if (!ps_sys_handle_ok(fd))
         return fail(&op->res.err, PS_STEP_SOCKTYPE);
-    if (kind >= PS_LINGER && !ps_sys_is_stream(type)) {
-        op->res.err.code = PS_ENOTSTREAM;
-        op->res.err.step = PS_STEP_SOCKTYPE;
-        return PS_FAIL;
+    if (check_type) {
+        if (ps_sys_socktype((ps_sock)fd, &type) != 0)
+            return fail(&op->res.err, PS_STEP_SOCKTYPE);
+        if (kind >= PS_LINGER && !ps_sys_is_stream(type)) {
+            op->res.err.code = PS_ENOTSTREAM;
+            op->res.err.step = PS_STEP_SOCKTYPE;
+            return PS_FAIL;
+        }
     }
     if (kind == PS_ABORTIVE)
         op->res.how = PS_HOW_ABORTIVE;
     op->phase = kind <= PS_ABORTIVE ? PS_CLOSING : PS_PENDING;
     return op->phase;
+}
+
+int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
+                double idle, uint64_t max_bytes)
+{
+    return start(op, fd, kind, timeout, idle, max_bytes, 1);
+}
+
+int ps_op_start_stream(ps_op *op, intptr_t fd, int kind, double timeout,
+                       double idle, uint64_t max_bytes)
+{
+    return start(op, fd, kind, timeout, idle, max_bytes, 0);
 }
 
 /* The first step of a Linger or Drain: is it connected? shutdown(send).

@@ -470,20 +470,58 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
 }
 
 /* ------------------------------------------------------ readiness set
- * epoll on Linux, level-triggered like poll (the drain loop may stop after a
- * short read, before the recv that would see a FIN queued with the data; a
- * socket leaves the set before it is closed, so a dup cannot keep firing);
- * everything else, and Linux built with PYSOCK_BACKEND=poll
- * (-DPS_FORCE_POLL), uses ps_sys_poll over an array. */
+ * epoll on Linux; everything else, and Linux built with PYSOCK_BACKEND=poll
+ * (-DPS_FORCE_POLL), uses ps_sys_poll over an array.
+ *
+ * An op's socket is registered one-shot: it reports once, then stays in the
+ * set disarmed until ps_sys_set_rearm.  While armed it is level-triggered
+ * like poll (the drain loop may stop after a short read, before the recv
+ * that would see a FIN queued with the data: the re-armed socket reports at
+ * once).  Why one-shot: epoll keys a registration by the open file
+ * description, and close() removes it only when the last descriptor of that
+ * description goes, so a socket with another descriptor (a dup, a forked
+ * child's copy) would stay in the set after we close ours and keep reporting
+ * with a tag that may name a new op by then.  An armed socket therefore
+ * leaves the set (EPOLL_CTL_DEL) before it is closed, but a disarmed one can
+ * never report again, so it is closed without the DEL: that saves a system
+ * call on every close that ends on its first event (EOF, reset, the byte
+ * cap).  A socket that reports and is still pending (a long drain) is
+ * switched to plain level-triggered (one EPOLL_CTL_MOD, then the DEL before
+ * its close), so a drain of many wakes costs one call more than without
+ * one-shot, never one per wake.  What a dup
+ * keeps alive is one disarmed entry until the dup is closed; if that same
+ * description comes back under the same number (dup2) and is added again,
+ * the ADD says EEXIST and the entry is re-armed instead. */
 #if defined(__linux__) && !defined(PS_FORCE_POLL)
 typedef struct epoll_event ps_event;
 static inline int ps_sys_set_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
+/* Level-triggered and always armed (the wake socket). */
 static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
 {
     struct epoll_event ev;
     ev.events = EPOLLIN | EPOLLRDHUP;
     ev.data.u64 = (uint64_t)tag;
     return epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+}
+/* A registered socket, one-shot or not, made level-triggered and armed. */
+static inline int ps_sys_set_level(int ep, ps_sock s, size_t tag)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = (uint64_t)tag;
+    return epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
+}
+/* One-shot (an op's socket). */
+static inline int ps_sys_set_add_once(int ep, ps_sock s, size_t tag)
+{
+    struct epoll_event ev;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.u64 = (uint64_t)tag;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    return epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
 }
 static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
 {
@@ -493,8 +531,7 @@ static inline size_t ps_sys_event_tag(const ps_event *ev)
 {
     return (size_t)ev->data.u64;
 }
-/* Before a close: a socket with another descriptor (a dup, a forked
- * child's copy) would otherwise stay in the set after we close ours. */
+/* Before closing an armed socket (see above). */
 static inline void ps_sys_set_del(int ep, ps_sock s)
 {
     struct epoll_event ev; /* non-NULL for kernels before 2.6.9 */
@@ -513,6 +550,14 @@ static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
     (void)s;
     (void)tag;
     return -1;
+}
+static inline int ps_sys_set_add_once(int ep, ps_sock s, size_t tag)
+{
+    return ps_sys_set_add(ep, s, tag);
+}
+static inline int ps_sys_set_level(int ep, ps_sock s, size_t tag)
+{
+    return ps_sys_set_add(ep, s, tag);
 }
 static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
 {
@@ -554,6 +599,202 @@ static inline int ps_sys_portable(int e)
     if (e == PS_OS_ENOBUFS)
         return PS_ENOMEM;
     return PS_EOTHER;
+}
+
+/* ------------------------------------------------------------ threads
+ * What the reaper (reaper.c) needs: a thread, a mutex, a condition variable
+ * waited on with a timeout, and a wake pair (two connected non-blocking
+ * stream sockets, one byte written to wake a readiness wait).  Windows:
+ * _beginthreadex, SRWLOCK, CONDITION_VARIABLE and a loopback TCP pair (as
+ * Python's socket.socketpair does there); POSIX: pthreads and
+ * socketpair(AF_UNIX).  0 on success, else nonzero. */
+#include <string.h>
+#ifdef _WIN32
+#include <process.h>
+
+typedef HANDLE ps_thread;
+typedef SRWLOCK ps_mutex;
+typedef CONDITION_VARIABLE ps_cond;
+typedef unsigned(__stdcall *ps_thread_main)(void *);
+#define PS_THREAD_RETURN unsigned __stdcall
+
+static inline int ps_thread_start(ps_thread *t, ps_thread_main fn, void *arg)
+{
+    uintptr_t h = _beginthreadex(NULL, 0, fn, arg, 0, NULL);
+    if (h == 0)
+        return -1;
+    *t = (HANDLE)h;
+    return 0;
+}
+static inline void ps_thread_join(ps_thread t)
+{
+    WaitForSingleObject(t, INFINITE);
+    CloseHandle(t);
+}
+static inline int ps_mutex_init(ps_mutex *m)
+{
+    InitializeSRWLock(m);
+    return 0;
+}
+static inline void ps_mutex_destroy(ps_mutex *m) { (void)m; }
+static inline void ps_mutex_lock(ps_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline void ps_mutex_unlock(ps_mutex *m) { ReleaseSRWLockExclusive(m); }
+static inline int ps_cond_init(ps_cond *c)
+{
+    InitializeConditionVariable(c);
+    return 0;
+}
+static inline void ps_cond_destroy(ps_cond *c) { (void)c; }
+static inline void ps_cond_broadcast(ps_cond *c) { WakeAllConditionVariable(c); }
+/* Wait at most ms (< 0: no limit); may return early, the caller re-checks. */
+static inline void ps_cond_wait_ms(ps_cond *c, ps_mutex *m, int ms)
+{
+    (void)SleepConditionVariableSRW(c, m, ms < 0 ? INFINITE : (DWORD)ms, 0);
+}
+
+static inline int ps_sys_wake_pair(ps_sock sv[2])
+{
+    struct sockaddr_in addr;
+    int len = (int)sizeof addr;
+    u_long on = 1;
+    ps_sock l = socket(AF_INET, SOCK_STREAM, 0);
+    sv[0] = sv[1] = INVALID_SOCKET;
+    if (l == INVALID_SOCKET)
+        return -1;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(l, (struct sockaddr *)&addr, len) != 0 || listen(l, 1) != 0 ||
+        getsockname(l, (struct sockaddr *)&addr, &len) != 0)
+        goto fail;
+    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (sv[1] == INVALID_SOCKET ||
+        connect(sv[1], (struct sockaddr *)&addr, (int)sizeof addr) != 0)
+        goto fail;
+    sv[0] = accept(l, NULL, NULL);
+    if (sv[0] == INVALID_SOCKET)
+        goto fail;
+    closesocket(l);
+    if (ioctlsocket(sv[0], FIONBIO, &on) != 0 ||
+        ioctlsocket(sv[1], FIONBIO, &on) != 0) {
+        l = INVALID_SOCKET;
+        goto fail;
+    }
+    return 0;
+fail:
+    if (l != INVALID_SOCKET)
+        closesocket(l);
+    if (sv[0] != INVALID_SOCKET)
+        closesocket(sv[0]);
+    if (sv[1] != INVALID_SOCKET)
+        closesocket(sv[1]);
+    sv[0] = sv[1] = INVALID_SOCKET;
+    return -1;
+}
+#else
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+
+typedef pthread_t ps_thread;
+typedef pthread_mutex_t ps_mutex;
+typedef pthread_cond_t ps_cond;
+typedef void *(*ps_thread_main)(void *);
+#define PS_THREAD_RETURN void *
+
+/* The thread starts with every signal blocked, so signals keep going to
+ * the threads that handle them (CPython's main thread). */
+static inline int ps_thread_start(ps_thread *t, ps_thread_main fn, void *arg)
+{
+    sigset_t all, old;
+    int rc;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+static inline void ps_thread_join(ps_thread t) { (void)pthread_join(t, NULL); }
+static inline int ps_mutex_init(ps_mutex *m) { return pthread_mutex_init(m, NULL); }
+static inline void ps_mutex_destroy(ps_mutex *m) { (void)pthread_mutex_destroy(m); }
+static inline void ps_mutex_lock(ps_mutex *m) { (void)pthread_mutex_lock(m); }
+static inline void ps_mutex_unlock(ps_mutex *m) { (void)pthread_mutex_unlock(m); }
+/* Timed waits on the monotonic clock where it can be chosen (not macOS). */
+#ifdef __APPLE__
+#define PS_COND_CLOCK CLOCK_REALTIME
+#else
+#define PS_COND_CLOCK CLOCK_MONOTONIC
+#endif
+static inline int ps_cond_init(ps_cond *c)
+{
+    pthread_condattr_t a;
+    int rc;
+    if (pthread_condattr_init(&a) != 0)
+        return -1;
+#ifndef __APPLE__
+    if (pthread_condattr_setclock(&a, PS_COND_CLOCK) != 0) {
+        pthread_condattr_destroy(&a);
+        return -1;
+    }
+#endif
+    rc = pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+static inline void ps_cond_destroy(ps_cond *c) { (void)pthread_cond_destroy(c); }
+static inline void ps_cond_broadcast(ps_cond *c) { (void)pthread_cond_broadcast(c); }
+/* Wait at most ms (< 0: no limit); may return early, the caller re-checks. */
+static inline void ps_cond_wait_ms(ps_cond *c, ps_mutex *m, int ms)
+{
+    struct timespec ts;
+    if (ms < 0) {
+        (void)pthread_cond_wait(c, m);
+        return;
+    }
+    clock_gettime(PS_COND_CLOCK, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    (void)pthread_cond_timedwait(c, m, &ts);
+}
+
+static inline int ps_sys_wake_pair(ps_sock sv[2])
+{
+    int i;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return -1;
+    for (i = 0; i < 2; i++) {
+        int fl = fcntl(sv[i], F_GETFL);
+        if (fl < 0 || fcntl(sv[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(sv[i], F_SETFD, FD_CLOEXEC) != 0) {
+            close(sv[0]);
+            close(sv[1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+#endif /* _WIN32 */
+
+/* One byte into a wake pair's writing end (a full pair is awake already). */
+static inline void ps_sys_wake_send(ps_sock s)
+{
+    char byte = 0;
+#ifdef MSG_NOSIGNAL
+    (void)send(s, &byte, 1, MSG_NOSIGNAL);
+#else
+    (void)send(s, &byte, 1, 0);
+#endif
+}
+/* Empty a wake pair's reading end. */
+static inline void ps_sys_wake_drain(ps_sock s)
+{
+    char buf[256];
+    while (recv(s, buf, (int)sizeof buf, 0) > 0)
+        ;
 }
 
 #endif

@@ -104,7 +104,8 @@ typedef struct {
     int phase;            /* PS_PENDING, PS_CLOSING, PS_DONE or PS_FAIL */
     int setup;            /* shutdown(send) done, waiting begun */
     int got_data;
-    int watched;          /* in an epoll set */
+    int watched;          /* epoll state (reap.c): none, one-shot armed,
+                             disarmed, level-triggered */
     unsigned int backoff_ms;
     double start;
     double deadline;      /* absolute, monotonic; 0 = none */
@@ -129,6 +130,14 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res);
  * the caller can run signal handlers), then finish (frees the handle). */
 int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
                 double idle, uint64_t max_bytes);
+/* The same for a handle the caller knows to be a stream socket (Python's
+ * socket.socket says so): Linger, Drain and drain-only skip SO_TYPE, and
+ * the op's first system call is the check that it is still an open socket
+ * (a descriptor closed behind the object's back and reused by a file fails
+ * there with PS_ENOTSOCK, before anything is shut down or closed; a reused
+ * socket is used, as it would be with SO_TYPE). */
+int ps_op_start_stream(ps_op *op, intptr_t fd, int kind, double timeout,
+                       double idle, uint64_t max_bytes);
 int ps_op_wait(ps_op *op, int slice_ms);
 int ps_op_finish(ps_op *op);
 
@@ -167,6 +176,86 @@ int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err);
 /* 1 if this engine waits with epoll, 0 with poll/WSAPoll. */
 int ps_engine_uses_epoll(const ps_engine *e);
 
+/* The reaper: a thread of the C core that owns an engine over op storage
+ * that grows on demand, and never touches Python.  Thread-safe: every call
+ * below may be made from any thread at once (its state is guarded by its own
+ * mutex), except that ps_reaper_free and the ps_reaper_fork_* calls must not
+ * race other calls on the same reaper.
+ *
+ * ps_reaper_new: capacity = op slots to begin with (it grows as needed);
+ * max_in_flight = 0 for no cap, else when that many closes are in the
+ * engine the oldest is reclaimed (RST, PS_REASON_RECLAIMED) to make room.
+ * NULL on failure (err says why). */
+typedef struct ps_reaper ps_reaper;
+
+/* One finished close: the caller's token, status PS_DONE (res complete,
+ * res.closed = the handle was freed) or PS_FAIL (res.err says why; the
+ * handle was not freed by the core). */
+typedef struct {
+    uint64_t token;
+    int status;
+    ps_result res;
+} ps_completion;
+
+typedef struct {
+    uint64_t submitted;  /* accepted by ps_reaper_submit */
+    uint64_t done;       /* completed with PS_DONE (reclaimed included) */
+    uint64_t failed;     /* completed with PS_FAIL (or, out of memory, a
+                            completion dropped) */
+    uint64_t reclaimed;  /* of done: ended by a reclaim or the cap */
+    uint64_t in_flight;  /* submitted, not yet completed */
+    uint64_t waiting;    /* completions not yet harvested */
+    uint64_t capacity;   /* op slots allocated now */
+    uint64_t max_in_flight; /* the cap, 0 = none */
+} ps_reaper_stats;
+
+enum {
+    PS_REAPER_CLOSED = -2  /* submit: the reaper takes no new work */
+};
+
+ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight,
+                         ps_error *err);
+/* Validate (ps_op_start: a bad policy or handle is refused here, in the
+ * caller's thread, and nothing is touched) and queue a Linger or Drain
+ * close of fd; from PS_DONE on, the handle is the reaper's.  Returns
+ * PS_DONE, PS_FAIL (err) or PS_REAPER_CLOSED (nothing touched). */
+int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
+                     double idle, uint64_t max_bytes, uint64_t token,
+                     ps_error *err);
+/* Move up to max completions into out; returns how many.  When it leaves
+ * none waiting, the notification descriptor is emptied. */
+size_t ps_reaper_harvest(ps_reaper *r, ps_completion *out, size_t max);
+/* A socket that is readable while completions wait to be harvested: one
+ * byte is written per batch, not per completion (for add_reader). */
+intptr_t ps_reaper_notify_fd(const ps_reaper *r);
+/* Block until completions wait (returns how many), ms pass (0; ms < 0: no
+ * limit), or the reaper's thread has stopped with none waiting (-1). */
+int ps_reaper_wait(ps_reaper *r, int ms);
+/* Abort the n oldest closes in flight (RST, PS_REASON_RECLAIMED) and
+ * return how many, once their handles are freed. */
+size_t ps_reaper_reclaim(ps_reaper *r, size_t n);
+/* Change the cap (0 = none); a lower cap is applied at once. */
+void ps_reaper_set_max_in_flight(ps_reaper *r, size_t max_in_flight);
+/* No new work; what is in flight finishes by its policy until timeout
+ * seconds from now (< 0: no limit beyond the policies' own deadlines),
+ * then the rest is aborted (PS_REASON_TIMEOUT); the thread is joined.
+ * Idempotent; a later call may only bring the deadline forward. */
+void ps_reaper_close(ps_reaper *r, double timeout);
+void ps_reaper_get_stats(ps_reaper *r, ps_reaper_stats *out);
+/* Close (timeout 0) if not closed, then free everything; completions not
+ * harvested are dropped. */
+void ps_reaper_free(ps_reaper *r);
+/* fork(): call prepare before it (parks the thread at a safe point and
+ * holds the reaper's lock), then parent in the parent (resumes) or child
+ * in the child: there the thread does not exist; child closes the child's
+ * copies of every handle the reaper holds and its own sockets, and leaves
+ * the reaper stopped (submit says closed, wait says stopped); free it with
+ * ps_reaper_free, which then touches no thread.  A reaper forked without
+ * prepare must only be leaked in the child. */
+void ps_reaper_fork_prepare(ps_reaper *r);
+void ps_reaper_fork_parent(ps_reaper *r);
+void ps_reaper_fork_child(ps_reaper *r);
+
 /* Whether this build discards with MSG_TRUNC (no copy). */
 int ps_drain_zero_copy(void);
 
@@ -177,5 +266,7 @@ int ps_op_step(ps_op *op);
 int ps_drain_burst(ps_op *op);
 void ps_op_expire(ps_op *op, int reason);
 void ps_set_error(ps_error *err, int oserr, int step);
+/* reaper.c's growth of its engine (reap.c). */
+int ps_engine_grow(ps_engine *e, ps_op *ops, size_t n, ps_error *err);
 
 #endif

@@ -41,13 +41,19 @@ struct ps_engine {
     size_t nfds;
 };
 
+/* ps_op.watched with epoll: not in the set; one-shot and armed; reported
+ * once and disarmed (still in the set, but it can never report again: see
+ * platform.h, so it is closed without leaving the set); level-triggered
+ * (after a wake that did not end it). */
+enum { UNWATCHED = 0, ARMED = 1, DISARMED = 2, LEVEL = 3 };
+
 static void unwatch(ps_engine *e, size_t i)
 {
     size_t slot, last;
     if (e->epfd >= 0) {
-        if (e->ops[i].watched)
+        if (e->ops[i].watched == ARMED || e->ops[i].watched == LEVEL)
             ps_sys_set_del(e->epfd, (ps_sock)e->ops[i].fd);
-        e->ops[i].watched = 0;
+        e->ops[i].watched = UNWATCHED;
         return;
     }
     if (e->op_fd[i] == NONE)
@@ -66,11 +72,11 @@ static int watch(ps_engine *e, size_t i, ps_error *err)
     if (op->res.peer_eof)
         return 0; /* nothing more to read: only its timers matter */
     if (e->epfd >= 0) {
-        if (ps_sys_set_add(e->epfd, (ps_sock)op->fd, i) != 0) {
+        if (ps_sys_set_add_once(e->epfd, (ps_sock)op->fd, i) != 0) {
             ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
             return -1;
         }
-        op->watched = 1;
+        op->watched = ARMED;
         return 0;
     }
     e->fds[e->nfds].fd = (ps_sock)op->fd;
@@ -103,6 +109,13 @@ static int settle(ps_engine *e, size_t i, size_t *freed, size_t *nfreed)
     if (op->phase == PS_PENDING) {
         if (op->res.peer_eof)
             unwatch(e, i); /* poll would report EOF forever */
+        else if (op->watched == DISARMED) {
+            /* It reported and is still pending: from now on level-triggered.
+             * If that fails (it cannot, short of a descriptor closed behind
+             * our back), it stays disarmed: its timers still end it. */
+            if (ps_sys_set_level(e->epfd, (ps_sock)op->fd, i) == 0)
+                op->watched = LEVEL;
+        }
         return 0;
     }
     deactivate(e, i);
@@ -166,10 +179,13 @@ static int wait_ready(ps_engine *e, int ms)
         rc = ps_sys_set_wait(e->epfd, evs, PS_MAX_EVENTS, ms);
         for (j = 0; j < rc; j++) {
             size_t tag = ps_sys_event_tag(&evs[j]);
-            if (tag == WAKE_TAG)
+            if (tag == WAKE_TAG) {
                 e->woken = 1;
-            else
+            } else {
+                if (e->ops[tag].watched == ARMED)
+                    e->ops[tag].watched = DISARMED; /* one-shot */
                 e->ready[k++] = tag;
+            }
         }
         return rc < 0 ? -1 : k;
     }
@@ -263,6 +279,49 @@ static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
     if (op->idle > 0 && op->idle_deadline < e->next_timer)
         e->next_timer = op->idle_deadline;
     return watch(e, i, err);
+}
+
+/* Grow a long-lived engine to n ops over `ops` (the caller's array, moved
+ * by realloc, its first e->n ops unchanged): indices stay valid, so the
+ * readiness set is kept as it is.  PS_FAIL (PS_ENOMEM) leaves it unchanged
+ * but for the ops pointer. */
+static int grow_array(size_t **a, size_t n)
+{
+    size_t *p = realloc(*a, n * sizeof *p);
+    if (p == NULL)
+        return -1;
+    *a = p;
+    return 0;
+}
+
+int ps_engine_grow(ps_engine *e, ps_op *ops, size_t n, ps_error *err)
+{
+    size_t i;
+    e->ops = ops;
+    if (n <= e->n)
+        return PS_DONE;
+    if (grow_array(&e->active, n) || grow_array(&e->where, n) ||
+        grow_array(&e->ready, n) || grow_array(&e->incoming, n))
+        goto fail;
+    if (e->epfd < 0) {
+        ps_pollfd *fds = realloc(e->fds, (n + 1) * sizeof *fds);
+        if (fds == NULL)
+            goto fail;
+        e->fds = fds;
+        if (grow_array(&e->fd_op, n + 1) || grow_array(&e->op_fd, n))
+            goto fail;
+        for (i = e->n; i < n; i++)
+            e->op_fd[i] = NONE;
+    }
+    for (i = e->n; i < n; i++)
+        e->where[i] = NONE;
+    e->n = n;
+    return PS_DONE;
+fail:
+    err->code = PS_ENOMEM;
+    err->oserr = 0;
+    err->step = PS_STEP_POLL;
+    return PS_FAIL;
 }
 
 int ps_engine_add(ps_engine *e, size_t i, ps_error *err)

@@ -115,6 +115,14 @@ def _check_stream(kind: int, owner: socket.socket | None) -> None:
         raise ValueError("Linger and Drain need a stream (TCP) socket")
 
 
+def _starter(owner: socket.socket | None) -> Any:
+    """The core's op start: a socket object's type is known (checked by
+    _check_stream), so no SO_TYPE for it; the op's first system call fails on
+    a descriptor closed behind the object's back, before anything is shut
+    down or closed.  An int handle is asked SO_TYPE."""
+    return lib.ps_op_start if owner is None else lib.ps_op_start_stream
+
+
 # CloseResult is a frozen dataclass; building one through its __init__ costs
 # more than the close itself, so results are filled through the slots.
 _new = object.__new__
@@ -210,7 +218,7 @@ def close(sock: Socket, policy: Policy = _GRACEFUL) -> CloseResult:
         return _close_now(sock, code)
     _check_stream(code, owner)
     op = ffi.new("ps_op[1]")
-    if lib.ps_op_start(op, fd, code, timeout, idle, cap) == lib.PS_FAIL:
+    if _starter(owner)(op, fd, code, timeout, idle, cap) == lib.PS_FAIL:
         raise_error(op[0].res.err)
     _run(op, [owner])
     return _result(op[0].res)
@@ -225,8 +233,8 @@ def close_many(socks: Iterable[Socket], policy: Policy = _GRACEFUL) -> list[Clos
     """Close every socket by ``policy`` with one wait: the wall time is the
     slowest connection's, not the sum.  Results come in input order.
 
-    Every handle is checked first: a bad one raises before anything is closed
-    or shut down."""
+    Every handle is checked first (SO_TYPE, also for socket objects): a bad
+    one raises before anything is closed or shut down."""
     handles = [_handle(s) for s in socks]
     if len({fd for fd, _ in handles}) != len(handles):
         raise ValueError("close_many got the same handle twice")
@@ -254,7 +262,7 @@ def drain(
     _check_stream(lib.PS_DRAIN, owner)
     op = ffi.new("ps_op[1]")
     if (
-        lib.ps_op_start(
+        _starter(owner)(
             op, fd, lib.PS_DRAIN_ONLY, policy.timeout, policy.idle or 0.0, policy.max_bytes or 0
         )
         == lib.PS_FAIL

@@ -18,7 +18,7 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["linger.c", "drain.c", "reap.c"]
+SOURCES = ["linger.c", "drain.c", "reap.c", "reaper.c"]
 
 
 def _cdef() -> str:
@@ -42,6 +42,9 @@ def _flags() -> tuple[list[str], list[str]]:
         compile_args.append("-D_DEFAULT_SOURCE")
         # cffi's generated glue is not ours to keep -Wextra clean.
         compile_args += ["-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+        # The reaper's thread (csrc/reaper.c): pthreads.
+        compile_args.append("-pthread")
+        link_args.append("-pthread")
     return compile_args, link_args
 
 

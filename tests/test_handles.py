@@ -4,6 +4,7 @@ and no descriptor leaks over many closes."""
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import sys
 import weakref
@@ -137,3 +138,41 @@ def test_int_fd_is_freed_and_number_reusable(tcp_pair, raw_fds):
         return  # Windows does not hand out the lowest free handle number
     with socket.socket() as a, socket.socket() as b:
         assert fd in (a.fileno(), b.fileno())  # the number is free again
+
+
+_REUSED_CASES = [("close", p) for p in POLICIES] + [("close_many", p) for p in POLICIES]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX descriptor numbers (dup2)")
+@pytest.mark.parametrize(
+    ("call", "policy"),
+    [*_REUSED_CASES, ("drain", None)],
+    ids=[f"{c}-{i}" for c in ("close", "close_many") for i in POLICY_IDS] + ["drain"],
+)
+def test_socket_object_whose_descriptor_became_a_pipe_is_not_closed(make_pair, pipe, call, policy):
+    """A socket object's type is known, so the core asks no SO_TYPE for it:
+    the first system call on the handle is what refuses a descriptor that
+    was closed and reused behind the object's back, and the pipe stays open.
+    close_many checks every handle (SO_TYPE) before it touches any: the
+    others are left as they were."""
+    server, _ = make_pair("127.0.0.1")
+    others = []
+    for _ in range(9):  # 10 in all: close_many runs its epoll engine
+        sock, peer = make_pair("127.0.0.1")
+        peer.shutdown(socket.SHUT_WR)
+        others.append(sock)
+    r, w = pipe
+    fd = server.fileno()
+    os.dup2(w, fd)  # the object's descriptor is now the pipe's write end
+    with pytest.raises(pysock.NotASocketError):
+        if call == "close":
+            pysock.close(server, policy)
+        elif call == "close_many":
+            pysock.close_many([*others, server], policy)
+        else:
+            pysock.drain(server, 1.0)
+    assert server.fileno() == fd
+    assert os.write(fd, b"still a pipe") == 12
+    assert os.read(r, 100) == b"still a pipe"
+    if call == "close_many":
+        assert all(s.fileno() != -1 for s in others)  # nothing was touched

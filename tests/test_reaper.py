@@ -147,6 +147,30 @@ def test_descriptor_that_is_no_longer_a_socket_is_not_closed(reaper, tcp_pair, p
         server.close()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX descriptor numbers (dup2)")
+def test_a_dup_outlives_the_close_and_the_same_socket_comes_back(reaper, tcp_pair):
+    """A socket closed after its one-shot event stays registered (disarmed)
+    while a dup of it lives; the same socket back under the same number is
+    watched again, and nothing of the first op leaks into the second."""
+    server, client = tcp_pair
+    fd = server.fileno()
+    dup = os.dup(fd)
+    try:
+        first = reaper.submit(server, pysock.Drain(timeout=5, max_bytes=1000))
+        assert client.recv(1) == b""  # the reaper's shutdown: it is waiting now
+        client.sendall(b"x" * 2000)  # the event that ends it at the cap
+        result = first.result(5)
+        assert (result.reason, result.drained) == ("max_bytes", 1000)
+        os.dup2(dup, fd)  # the same open socket, under the number just closed
+        again = socket.socket(fileno=fd)
+        second = reaper.submit(again, pysock.Drain(timeout=5))
+        client.shutdown(socket.SHUT_WR)
+        result = second.result(5)
+        assert (result.how, result.reason, result.drained) == ("graceful", "eof", 1000)
+    finally:
+        os.close(dup)
+
+
 @pytest.mark.parametrize("policy", [pysock.Drain(timeout=1), pysock.Linger(1)])
 def test_udp_with_linger_or_drain_raises_and_stays_open(reaper, udp_socket, policy):
     with pytest.raises(ValueError):

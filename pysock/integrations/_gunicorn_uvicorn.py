@@ -25,7 +25,7 @@ from pysock.integrations._common import require
 
 require("uvicorn_worker", "gunicorn", attributes=("UvicornWorker.CONFIG_KWARGS",))
 
-from uvicorn_worker import UvicornH11Worker as _H11Base  # type: ignore[import-untyped]  # noqa: E402
+from uvicorn_worker import UvicornH11Worker as _H11Base  # noqa: E402
 from uvicorn_worker import UvicornWorker as _Base  # noqa: E402
 
 from pysock.integrations import uvicorn as _uvicorn  # noqa: E402

@@ -503,6 +503,27 @@ static void test_not_a_socket(void)
           rc == PS_FAIL && op.res.err.code == PS_ENOTSOCK,
           "%s code %d oserr %d", status_name(rc), op.res.err.code,
           op.res.err.oserr);
+    {
+        /* Without SO_TYPE (the caller vouches for a stream socket): the
+         * op's first system call refuses it, and nothing is closed. */
+        static const int kinds[] = {PS_GRACEFUL, PS_ABORTIVE, PS_LINGER,
+                                    PS_DRAIN, PS_DRAIN_ONLY};
+        size_t k;
+        for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            rc = ps_op_start_stream(&op, n.as_fd, kinds[k], 1.0, 0, 0);
+            if (rc == PS_PENDING)
+                rc = op_run(&op, 50, 2000, NULL);
+            if (rc == PS_CLOSING)
+                rc = ps_op_finish(&op);
+            check_wine("start_stream of a non-socket -> PS_FAIL PS_ENOTSOCK",
+                       rc == PS_FAIL && op.res.err.code == PS_ENOTSOCK &&
+                           !op.res.closed,
+                       rc == PS_FAIL && !op.res.closed,
+                       "kind %d: %s code %d oserr %d step %d closed %d",
+                       kinds[k], status_name(rc), op.res.err.code,
+                       op.res.err.oserr, op.res.err.step, op.res.closed);
+        }
+    }
     rc = ps_shutdown(n.as_fd, PS_SHUT_BOTH, &err);
     check("ps_shutdown of a non-socket -> PS_ENOTSOCK",
           rc == PS_FAIL && err.code == PS_ENOTSOCK, "%s code %d oserr %d",

@@ -97,6 +97,20 @@ static inline int tp_signal_after_ms(int ms)
 }
 static inline int tp_signals_seen(void) { return 0; }
 
+/* No fork(): the reaper's fork hooks are not checked. */
+#define TP_HAVE_FORK 0
+static inline int tp_forked(void (*prepare)(void *), void (*parent)(void *),
+                            int (*child)(void *), void *arg, char *why,
+                            size_t whylen)
+{
+    (void)prepare;
+    (void)parent;
+    (void)child;
+    (void)arg;
+    snprintf(why, whylen, "no fork on Windows");
+    return 0;
+}
+
 /* No fork: the check runs in this process. */
 static inline int tp_isolated(int (*fn)(void *), void *arg, char *why,
                               size_t whylen)
@@ -209,6 +223,40 @@ static inline void tp_nonsock_close(tp_nonsock *n)
 static inline int tp_local_stream_pair(ps_sock sv[2])
 {
     return socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+}
+
+#define TP_HAVE_FORK 1
+
+/* fork() with prepare(arg) before it, parent(arg) after it in this process
+ * and child(arg) in the child, whose nonzero return is its success.  1 if
+ * the child succeeded; else 0 with the reason in why. */
+static inline int tp_forked(void (*prepare)(void *), void (*parent)(void *),
+                            int (*child)(void *), void *arg, char *why,
+                            size_t whylen)
+{
+    pid_t pid;
+    int status = 0;
+    fflush(stdout);
+    fflush(stderr);
+    prepare(arg);
+    pid = fork();
+    if (pid == 0)
+        _exit(child(arg) ? 0 : 1);
+    parent(arg);
+    if (pid < 0) {
+        snprintf(why, whylen, "fork failed: errno %d", errno);
+        return 0;
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            snprintf(why, whylen, "waitpid failed: errno %d", errno);
+            return 0;
+        }
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 1;
+    snprintf(why, whylen, "child status %d", status);
+    return 0;
 }
 
 /* Run fn(arg) in a child process, so that memory corruption or a sanitizer

@@ -1,6 +1,6 @@
 """gunicorn with uvicorn's worker, by gunicorn's command line:
 ``-k uvicorn_worker.UvicornWorker`` (its own close) against
-``-k pysock.integrations._gunicorn_uvicorn.UvicornWorker`` (re-exported by
+``-k pysock.integrations.gunicorn.UvicornWorker`` (from
 pysock.integrations.gunicorn)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ scenarios.need("uvicorn_worker")
 
 def launcher(worker: str = "UvicornWorker") -> scenarios.Launcher:
     def launch(port: int, pysock: bool, env: Mapping[str, str] | None) -> ServerProcess:
-        module = "pysock.integrations._gunicorn_uvicorn" if pysock else "uvicorn_worker"
+        module = "pysock.integrations.gunicorn" if pysock else "uvicorn_worker"
         argv = [
             sys.executable, "-m", "gunicorn", "apps:asgi_app", "--chdir", HERE,
             "-b", f"127.0.0.1:{port}", "-w", "1", "-k", f"{module}.{worker}",
