@@ -105,7 +105,7 @@ pyinc=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths(
 # are copied and the Windows pyconfig.h put in the copy.
 cp -r "$pyinc" "$work/include"
 cp .ci/win_amd64_pyconfig.h "$work/include/pyconfig.h"
-"$work/venv/bin/python" - "$work/_core.c" <<'EOF'
+"$work/venv/bin/python" - "$work/_core.c" "$work/sources.txt" <<'EOF'
 import importlib.util
 import sys
 
@@ -114,10 +114,13 @@ assert spec is not None and spec.loader is not None
 build = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(build)
 build.ffibuilder.emit_c_code(sys.argv[1])
+with open(sys.argv[2], "w") as out:  # the C core's sources, as _build.py lists them
+    out.write("\n".join(f"csrc/{name}" for name in build.SOURCES) + "\n")
 EOF
+mapfile -t core_sources <"$work/sources.txt"
 x86_64-w64-mingw32-gcc -shared -O2 -std=c99 -Wall -Wextra -Werror \
     -DPy_LIMITED_API=0x030A0000 -I"$work/include" -Icsrc \
-    -o "$work/_core.pyd" "$work/_core.c" csrc/linger.c csrc/drain.c csrc/reap.c \
+    -o "$work/_core.pyd" "$work/_core.c" "${core_sources[@]}" \
     "$work/$first/python3.dll" -lws2_32
 # An abi3 extension imports from python3.dll only, never python3X.dll.
 imports=$(x86_64-w64-mingw32-objdump -p "$work/_core.pyd" | sed -n 's/^\s*DLL Name: //p' | tr -d '\r')
