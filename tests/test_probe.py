@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from support import WINE_RST_AS_EOF, KiB, MiB, wine_xfail
+from support import KiB, MiB
 
 import pysock
 from pysock.__main__ import main
@@ -125,7 +125,6 @@ def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 # -- the trap and its cure ----------------------------------------------------
 
 
-@wine_xfail(WINE_RST_AS_EOF)  # the probe tells the trap by its RST
 def test_plain_close_shows_the_trap_and_exits_1(serve, capsys):
     server = serve(early_413(lambda conn: conn.close()))
     codes = []
