@@ -18,7 +18,8 @@ close goes on in the reaper; a ``close_transport`` cancelled while it waits
 for the flush hands the socket over at once (what was still unsent in the
 transport's buffer is dropped, as ``transport.abort()`` would).
 
-Works with the default event loop and with uvloop.  TLS transports are
+Works with asyncio's selector and proactor (Windows' default) event loops
+and with uvloop.  TLS transports are
 refused (taking the raw socket would skip TLS's close_notify).
 """
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import os
 import socket
 import threading
 import time
@@ -135,18 +135,51 @@ async def close(
     return await fut
 
 
+def _proactor_sock(transport: asyncio.Transport) -> socket.socket | None:
+    """The socket object of a proactor transport (Windows' default loop), or
+    None for any other transport.
+
+    Reaches into CPython's asyncio internals (checked in CPython 3.10 to
+    3.13, Lib/asyncio/proactor_events.py): ``_ProactorBasePipeTransport``
+    keeps its socket in ``_sock``, and its ``_call_connection_lost`` skips
+    ``shutdown(SHUT_RDWR)`` when ``_sock.fileno() == -1`` (bpo-43253, in
+    3.10.0 and later) and then calls ``_sock.close()``, a no-op on a detached
+    socket.  If these are missing, TypeError is raised, never a plain close."""
+    proactor = getattr(asyncio, "proactor_events", None)
+    base = getattr(proactor, "_ProactorBasePipeTransport", None)
+    if base is None or not isinstance(transport, base):
+        return None
+    sock = getattr(transport, "_sock", None)
+    if not isinstance(sock, socket.socket) or not hasattr(base, "_call_connection_lost"):
+        raise TypeError(
+            "this asyncio's proactor transport has no _sock socket or no "
+            "_call_connection_lost: pysock cannot take its socket over silently"
+        )
+    return sock
+
+
 def _take(transport: asyncio.Transport, tsock: Any) -> socket.socket:
-    """A descriptor of our own for the transport's socket, then the
-    transport is aborted.  Its close only drops its own descriptor: the
-    kernel's socket lives on in ours, so nothing (no FIN, no RST) reaches
-    the peer until the reaper acts.  (The transport's SO_LINGER is left as
-    it is; asyncio and uvloop do not set it.)"""
-    fd = os.dup(tsock.fileno())
-    try:
-        sock = socket.socket(fileno=fd)
-    except BaseException:
-        os.close(fd)
-        raise
+    """The transport's socket, ours, then the transport is aborted; nothing
+    (no FIN, no RST) reaches the peer until the reaper acts.
+
+    Proactor transports (Windows' default loop) shut their socket down
+    both ways when they lose the connection, which would reach the peer
+    through any duplicate too; so the socket object itself is detached
+    right after ``abort()`` (which cancels the transport's pending I/O and
+    schedules ``_call_connection_lost``): its handle is ours and the
+    transport's ``fileno()`` is -1, so it neither shuts down nor closes.
+    Any other transport gets a duplicate of its socket (``dup`` on POSIX,
+    ``WSADuplicateSocket`` on Windows): its close only drops its own
+    descriptor while the kernel's socket lives on in ours.  (The
+    transport's SO_LINGER is left as it is; asyncio and uvloop do not set
+    it.)"""
+    psock = _proactor_sock(transport)
+    if psock is not None:
+        family, type_, proto = psock.family, psock.type, psock.proto
+        transport.abort()
+        return socket.socket(family, type_, proto, fileno=psock.detach())
+    # socket.fromfd duplicates the descriptor portably (socket.dup in C).
+    sock = socket.fromfd(tsock.fileno(), tsock.family, tsock.type, tsock.proto)
     transport.abort()
     return sock
 
@@ -173,9 +206,10 @@ async def close_transport(
        Abortive).  The protocol keeps receiving data meanwhile.  If the
        flush times out the connection is aborted: ``how="abortive"``,
        ``reason="timeout"``.
-    2. Takes the socket over: a descriptor of its own (``os.dup``), then
-       ``transport.abort()``, whose close drops only the transport's
-       descriptor — the peer sees nothing yet; the protocol's
+    2. Takes the socket over: a descriptor of its own (a duplicate; on the
+       proactor loop, Windows' default, the transport's own socket,
+       detached), then ``transport.abort()``, whose close drops only the
+       transport's descriptor — the peer sees nothing yet; the protocol's
        ``connection_lost(None)`` is called as for any abort.
     3. Lingers it in ``reaper`` (default :func:`pysock.default_reaper`).
        Linger/Drain's ``timeout`` counts from this call; ``elapsed`` too.

@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from support import PEER_TIMEOUT, PeerThread
+from support import PEER_TIMEOUT, WINDOWS, PeerThread, close_fd
 
 
 def _ipv6_loopback_works() -> bool:
@@ -120,7 +120,7 @@ class RawFds:
     def close_all(self) -> None:
         for fd in self._fds:
             with contextlib.suppress(OSError):
-                os.close(fd)
+                close_fd(fd)
         self._fds.clear()
 
 
@@ -171,11 +171,32 @@ def raw_fds() -> Iterator[RawFds]:
     fds.close_all()
 
 
+class Pipe(tuple[int, int]):
+    """(r, w): an os.pipe()'s two ends as the numbers pysock is given, a
+    valid handle that is not a socket: the descriptors on POSIX, the pipe's
+    OS handles on Windows (in the same number space as socket handles; os.pipe
+    gives C runtime descriptors there).  works() says the pipe still carries
+    data."""
+
+    fds: tuple[int, int]
+
+    def works(self) -> bool:
+        r, w = self.fds
+        return os.write(w, b"still a pipe") == 12 and os.read(r, 100) == b"still a pipe"
+
+
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """(read_fd, write_fd) of an os.pipe(), closed at teardown."""
+def pipe() -> Iterator[Pipe]:
+    """A Pipe, closed at teardown."""
     r, w = os.pipe()
-    yield r, w
+    if WINDOWS:
+        import msvcrt
+
+        ends = Pipe((msvcrt.get_osfhandle(r), msvcrt.get_osfhandle(w)))
+    else:
+        ends = Pipe((r, w))
+    ends.fds = (r, w)
+    yield ends
     for fd in (r, w):
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -1,16 +1,18 @@
-"""pysock.aio under the default event loop and uvloop: close and
-close_transport over real loopback sockets, checked from the peer's side."""
+"""pysock.aio under the default event loop, uvloop and (on Windows) both of
+asyncio's loops: close and close_transport over real loopback sockets,
+checked from the peer's side."""
 
 from __future__ import annotations
 
 import asyncio
 import select
 import socket
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from support import KiB, MiB, open_fds, payload, recv_all
+from support import WINE_RST_AS_EOF, KiB, MiB, open_fds, payload, recv_all, wine_xfail
 
 import pysock
 from pysock import Reaper, aio
@@ -24,15 +26,26 @@ except ImportError:  # pragma: no cover
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+# "asyncio" is the default loop: the selector loop on POSIX, the proactor
+# loop on Windows, where the selector loop is tested too.
+LOOPS = ["asyncio", "uvloop"] + (["selector"] if sys.platform == "win32" else [])
+
+
+@pytest.fixture(params=LOOPS)
 def run(request: pytest.FixtureRequest) -> Iterator[Run]:
+    factory: Callable[[], asyncio.AbstractEventLoop]
     if request.param == "uvloop":
         if uvloop is None:
             pytest.skip("uvloop not installed")
         factory = uvloop.new_event_loop
+    elif request.param == "selector":
+        factory = asyncio.SelectorEventLoop
     else:
         factory = asyncio.new_event_loop
     loop = factory()
+    if request.param == "asyncio" and sys.platform == "win32":
+        # Windows' default, whose transports shut their socket down on abort.
+        assert isinstance(loop, asyncio.ProactorEventLoop)
     asyncio.set_event_loop(loop)  # asyncio.Runner is Python >= 3.11
 
     def go(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -78,6 +91,7 @@ def test_close_does_not_block_the_loop(run, reaper, tcp_pair):
     assert server.fileno() == -1
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_close_graceful_and_abortive_at_once(run, make_pair):
     (s1, c1), (s2, c2) = make_pair(), make_pair()
 
@@ -123,7 +137,8 @@ def test_cancelled_close_goes_on_and_leaks_nothing(run, make_pair):
     client.close()
     r.close()  # waits for the drain, which ends at the peer's EOF
     assert r.stats().by_reason == {"eof": 1}
-    assert open_fds() <= before - 1  # the server's descriptor is gone
+    if before is not None:  # None: the system does not tell (Wine)
+        assert open_fds() <= before - 1  # the server's descriptor is gone
 
 
 class _Server(asyncio.Protocol):
@@ -280,7 +295,8 @@ def test_cancelled_close_transport_leaks_nothing(run):
     c.close()
     r.close()
     assert r.stats().by_reason == {"eof": 1}
-    assert open_fds() <= before
+    if before is not None:  # None: the system does not tell (Wine)
+        assert open_fds() <= before
 
 
 def test_close_transport_on_a_closed_transport_raises(run, reaper):
@@ -301,6 +317,7 @@ def test_close_transport_on_a_closed_transport_raises(run, reaper):
     run(main())
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_close_transport_abortive_resets(run, reaper):
     async def main() -> tuple[pysock.CloseResult, socket.socket]:
         got: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
@@ -326,3 +343,17 @@ def test_default_reaper_is_used(run, tcp_pair):
 
     assert run(main()).reason == "eof"
     assert recv_all(client) == (b"", "eof")
+
+
+def test_proactor_transport_without_its_internals_is_refused_loudly():
+    """close_transport takes a proactor transport's own socket (asyncio
+    internals); one without them raises TypeError, never a plain close."""
+    import asyncio.proactor_events as proactor_events
+
+    class Odd(proactor_events._ProactorSocketTransport):
+        def __del__(self) -> None:  # the base's reads the missing _sock
+            pass
+
+    odd = object.__new__(Odd)  # no __init__: no _sock
+    with pytest.raises(TypeError, match="cannot take its socket over silently"):
+        aio._take(odd, None)

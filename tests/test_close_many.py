@@ -3,18 +3,20 @@ handle checks."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
 
 import pytest
 from support import (
+    WINE_NO_TCP_INFO,
+    WINE_RST_AS_EOF,
     assert_pair_intact,
     fd_is_open,
     payload,
     recv_all,
     reset_after_eof,
+    wine_xfail,
 )
 
 import pysock
@@ -63,6 +65,7 @@ def test_drain_waits_once_for_all_and_returns_results_in_input_order(make_pair, 
         assert p.result() == (b"", "eof")
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_drain_deadline_is_shared_not_summed(make_pair):
     pairs = [make_pair() for _ in range(4)]
     t0 = time.monotonic()
@@ -77,6 +80,7 @@ def test_drain_deadline_is_shared_not_summed(make_pair):
         assert reset_after_eof(client)
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_abortive_resets_every_peer(make_pair):
     pairs = [make_pair() for _ in range(4)]
     results = pysock.close_many([s for s, _ in pairs], Abortive())
@@ -97,6 +101,7 @@ def test_graceful_is_the_default_and_every_peer_gets_its_data_and_eof(make_pair)
         assert recv_all(client) == (payload(5000 + i), "eof")
 
 
+@wine_xfail(WINE_NO_TCP_INFO)
 def test_linger_many_all_acknowledged(make_pair, threads):
     pairs = [make_pair() for _ in range(3)]
     readers = [threads.start(recv_all, client) for _, client in pairs]
@@ -139,7 +144,7 @@ POLICY_IDS = ["Graceful", "Abortive", "Drain", "Linger"]
 @pytest.mark.parametrize("policy", POLICIES, ids=POLICY_IDS)
 @pytest.mark.parametrize("position", [0, 1, 2])
 def test_pipe_fd_in_list_raises_before_anything_is_closed(make_pair, pipe, policy, position):
-    r, w = pipe
+    r, _ = pipe
     pairs = [make_pair() for _ in range(2)]
     handles: list[socket.socket | int] = [s for s, _ in pairs]
     handles.insert(position, r)
@@ -149,7 +154,7 @@ def test_pipe_fd_in_list_raises_before_anything_is_closed(make_pair, pipe, polic
 
     for server, client in pairs:
         assert_pair_intact(server, client)  # still open, the peer saw no FIN/RST
-    assert os_pipe_works(r, w)
+    assert pipe.works()
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=POLICY_IDS)
@@ -227,7 +232,3 @@ def test_more_sockets_than_the_stack_array(make_pair):
     assert [r.reason for r in results] == ["eof"] * 80
     for _, client in pairs:
         assert recv_all(client) == (b"", "eof")
-
-
-def os_pipe_works(r: int, w: int) -> bool:
-    return os.write(w, b"p") == 1 and os.read(r, 1) == b"p"

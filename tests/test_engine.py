@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from support import reset_after_eof
+from support import WINDOWS, WINE_NO_TCP_INFO, WINE_RST_AS_EOF, reset_after_eof, wine_xfail
+
+if sys.platform != "win32":
+    import resource
 
 import pysock
 
@@ -22,13 +25,15 @@ N = 1000
 
 @pytest.fixture
 def many_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
-    """N connected pairs from one listener (2N descriptors)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * N + 200
-    if soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    """N connected pairs from one listener (2N descriptors; Windows has no
+    descriptor limit to raise)."""
+    if sys.platform != "win32":
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        need = 2 * N + 200
+        if soft < need:
+            if hard != resource.RLIM_INFINITY and hard < need:
+                pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {need}")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
     pairs: list[tuple[socket.socket, socket.socket]] = []
     try:
         with socket.create_server(("127.0.0.1", 0), backlog=N) as listener:
@@ -42,7 +47,8 @@ def many_pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
             for s in (server, client):
                 with contextlib.suppress(OSError):
                     s.close()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if sys.platform != "win32":
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_thousand_drains_end_at_each_peers_eof_in_input_order(many_pairs):
@@ -70,6 +76,7 @@ def test_thousand_drains_end_at_each_peers_eof_in_input_order(many_pairs):
     assert all(s.fileno() == -1 for s, _ in many_pairs)
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_thousand_silent_peers_all_end_at_one_deadline_with_reset(many_pairs):
     start = time.monotonic()
     results = pysock.close_many([s for s, _ in many_pairs], pysock.Drain(timeout=0.5, idle=None))
@@ -83,6 +90,7 @@ def test_thousand_silent_peers_all_end_at_one_deadline_with_reset(many_pairs):
         assert reset_after_eof(client)  # ... then the RST of the deadline
 
 
+@wine_xfail(WINE_NO_TCP_INFO)
 def test_thousand_lingers_all_acknowledged(many_pairs):
     for server, _ in many_pairs:
         server.sendall(b"r" * 1000)
@@ -93,6 +101,7 @@ def test_thousand_lingers_all_acknowledged(many_pairs):
         assert client.recv(16) == b""
 
 
+@pytest.mark.skipif(WINDOWS, reason="a Windows pipe descriptor is no socket handle number")
 def test_bad_handle_deep_in_a_big_list_closes_nothing(many_pairs):
     read_end, write_end = os.pipe()
     try:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import errno
 import math
-import os
 import socket
 
 import pytest
-from support import assert_pair_intact, fd_is_open
+from support import assert_pair_intact, close_fd, fd_is_open, wine_xfail
 
 import pysock
 from pysock import (
@@ -268,7 +267,21 @@ def _assert_not_a_socket(exc: pytest.ExceptionInfo) -> None:
     assert exc.value.errno in (errno.ENOTSOCK, errno.EBADF)
 
 
-@pytest.mark.parametrize("call", [c for _, c in ALL_CALLS], ids=[i for i, _ in ALL_CALLS])
+# Wine: setsockopt() on a handle that is no socket fails with WSAEOPNOTSUPP
+# (Windows: WSAENOTSOCK), so the calls whose first step is setsockopt
+# (SO_LINGER) raise a plain OSError there.
+WINE_SETSOCKOPT_ON_PIPE = "setsockopt() on a pipe handle fails with WSAEOPNOTSUPP, not WSAENOTSOCK"
+SETSOCKOPT_FIRST = {"close", "close-Abortive", "abort", "set_linger"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(c, marks=wine_xfail(WINE_SETSOCKOPT_ON_PIPE)) if i in SETSOCKOPT_FIRST else c
+        for i, c in ALL_CALLS
+    ],
+    ids=[i for i, _ in ALL_CALLS],
+)
 def test_pipe_fd_raises_not_a_socket_and_pipe_stays_open(pipe, call):
     r, w = pipe
     for fd in (r, w):
@@ -276,10 +289,7 @@ def test_pipe_fd_raises_not_a_socket_and_pipe_stays_open(pipe, call):
             call(fd)
         _assert_not_a_socket(exc)
     # Neither end was closed: the pipe still carries data.
-    os.fstat(r)
-    os.fstat(w)
-    assert os.write(w, b"still a pipe") == 12
-    assert os.read(r, 100) == b"still a pipe"
+    assert pipe.works()
 
 
 @pytest.mark.parametrize("call", [c for _, c in ALL_CALLS], ids=[i for i, _ in ALL_CALLS])
@@ -295,7 +305,7 @@ def test_closed_socket_object_raises_not_a_socket(call):
 def test_closed_int_fd_raises_not_a_socket(call):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     fd = sock.detach()
-    os.close(fd)
+    close_fd(fd)
     assert not fd_is_open(fd)
     with pytest.raises(NotASocketError) as exc:
         call(fd)
@@ -309,6 +319,7 @@ def test_close_twice_raises_not_a_socket(tcp_pair):
         pysock.close(server)
 
 
+@wine_xfail(WINE_SETSOCKOPT_ON_PIPE)
 def test_not_a_socket_error_is_an_oserror_with_errno(pipe):
     r, _ = pipe
     with pytest.raises(OSError) as exc:

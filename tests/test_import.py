@@ -13,11 +13,24 @@ import pysock
 def test_source_tree_without_core_says_what_to_do(tmp_path: Path) -> None:
     # A copy of the package's Python files only, as a fresh clone has them.
     package = Path(pysock.__file__).parent
-    shutil.copytree(package, tmp_path / "pysock", ignore=shutil.ignore_patterns("_core*"))
+    # copyfile: copy2 calls CopyFile2 on Windows (3.12+), which Wine 8 lacks.
+    shutil.copytree(
+        package,
+        tmp_path / "pysock",
+        ignore=shutil.ignore_patterns("_core*"),
+        copy_function=shutil.copyfile,
+    )
     assert not list((tmp_path / "pysock").glob("_core*"))
     # -S: no site-packages, so no installed or editable pysock can stand in.
     proc = subprocess.run(
-        [sys.executable, "-S", "-c", "import pysock"],
+        # The copy goes first on sys.path explicitly: an embeddable Windows
+        # CPython's ._pth file keeps the working directory off sys.path.
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import pysock",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

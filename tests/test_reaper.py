@@ -17,7 +17,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import KiB, fd_is_open, payload, recv_all, reset_after_eof
+from support import (
+    WINE_NO_TCP_INFO,
+    WINE_RST_AS_EOF,
+    KiB,
+    fd_is_open,
+    payload,
+    recv_all,
+    reset_after_eof,
+    wine_xfail,
+)
 
 import pysock
 from pysock import Reaper, ReaperClosedError
@@ -37,6 +46,7 @@ def _intact(server: socket.socket, client: socket.socket) -> None:
     assert server.recv(1) == b"c"
 
 
+@wine_xfail(WINE_NO_TCP_INFO)
 def test_submit_returns_at_once_and_the_result_is_what_the_peer_saw(reaper, tcp_pair):
     server, client = tcp_pair
     response = payload(256 * KiB)
@@ -56,6 +66,7 @@ def test_submit_returns_at_once_and_the_result_is_what_the_peer_saw(reaper, tcp_
     assert result.acked is True
 
 
+@wine_xfail(WINE_NO_TCP_INFO)
 def test_linger_through_the_reaper(reaper, tcp_pair):
     server, client = tcp_pair
     response = payload(64 * KiB)
@@ -66,6 +77,7 @@ def test_linger_through_the_reaper(reaper, tcp_pair):
     assert (result.how, result.reason, result.acked) == ("graceful", "closed", True)
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_graceful_and_abortive_are_done_at_submission(reaper, make_pair):
     server, client = make_pair()
     fut = reaper.submit(server, pysock.Graceful())
@@ -119,6 +131,9 @@ def test_socket_submitted_twice_raises(reaper, tcp_pair):
     assert fut.result(5).reason == "eof"
 
 
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="no dup2() of a pipe onto a socket handle on Windows"
+)
 def test_descriptor_that_is_no_longer_a_socket_is_not_closed(reaper, tcp_pair, pipe):
     server, _ = tcp_pair
     r, _ = pipe
@@ -177,6 +192,7 @@ def test_closed_reaper_refuses(tcp_pair):
     r.close()  # idempotent
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_max_in_flight_reclaims_the_oldest(make_pair):
     pairs = [make_pair() for _ in range(3)]
     with Reaper(max_in_flight=2) as r:
@@ -219,6 +235,7 @@ def test_reclaim_picks_the_oldest_across_batches(make_pair):
         r.close(timeout=0)
 
 
+@wine_xfail(WINE_RST_AS_EOF)
 def test_close_timeout_aborts_stragglers(make_pair):
     (s1, c1), (s2, c2) = make_pair(), make_pair()
     r = Reaper(max_in_flight=8)

@@ -4,7 +4,7 @@ object owning its handle."""
 
 from __future__ import annotations
 
-import os
+import _thread
 import signal
 import socket
 import threading
@@ -12,17 +12,24 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from support import KiB, assert_pair_intact, fill_send_buffer, open_fds, recv_all
+from support import (
+    WINE_NO_TCP_INFO,
+    KiB,
+    assert_blocking,
+    assert_pair_intact,
+    fd_is_open,
+    fill_send_buffer,
+    open_fds,
+    recv_all,
+    wine_xfail,
+)
 
 import pysock
 from pysock import Drain, Linger
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(signal, "setitimer") or not hasattr(signal, "SIGALRM"),
-    reason="POSIX interval timers needed",
-)
-
-HAVE_PROC = os.path.isdir("/proc/self/fd")
+# Wine: no SIO_TCP_INFO, so Linger is the kernel's (SO_LINGER, then one
+# closesocket call): no slice of the wait returns to Python for a handler.
+WINE_LINGER_FALLBACK = WINE_NO_TCP_INFO + "; the wait is one closesocket(), no handler runs in it"
 
 
 class Alarm(Exception):
@@ -31,18 +38,51 @@ class Alarm(Exception):
 
 @pytest.fixture
 def alarm() -> Iterator[Callable[..., None]]:
-    """alarm(handler, delay, interval=0): SIGALRM via setitimer; the timer is
-    cancelled and the old handler restored at teardown."""
+    """alarm(handler, delay, interval=0): a signal after delay seconds (then
+    every interval seconds), handled by handler in the main thread;
+    alarm.stop() stops it, as teardown does, which restores the old handler.
+
+    POSIX: SIGALRM from setitimer, which interrupts the wait in the kernel.
+    Windows has neither: SIGINT is simulated by _thread.interrupt_main()
+    from a timer thread, and its handler runs when the wait's slice returns
+    to Python."""
     assert threading.current_thread() is threading.main_thread()
-    old = signal.getsignal(signal.SIGALRM)
+    if hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM"):
+        old = signal.getsignal(signal.SIGALRM)
 
-    def arm(handler, delay: float, interval: float = 0.0) -> None:
-        signal.signal(signal.SIGALRM, handler)
-        signal.setitimer(signal.ITIMER_REAL, delay, interval)
+        def arm(handler, delay: float, interval: float = 0.0) -> None:
+            signal.signal(signal.SIGALRM, handler)
+            signal.setitimer(signal.ITIMER_REAL, delay, interval)
 
-    yield arm
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, old)
+        arm.stop = lambda: signal.setitimer(signal.ITIMER_REAL, 0)  # type: ignore[attr-defined]
+        yield arm
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        return
+    old = signal.getsignal(signal.SIGINT)
+    stop = threading.Event()
+    timers: list[threading.Thread] = []
+
+    def fire(delay: float, interval: float) -> None:
+        wait = delay
+        while not stop.wait(wait):
+            _thread.interrupt_main(signal.SIGINT)
+            if interval <= 0:
+                return
+            wait = interval
+
+    def arm_thread(handler, delay: float, interval: float = 0.0) -> None:
+        signal.signal(signal.SIGINT, handler)
+        timer = threading.Thread(target=fire, args=(delay, interval), daemon=True)
+        timers.append(timer)
+        timer.start()
+
+    arm_thread.stop = stop.set  # type: ignore[attr-defined]
+    yield arm_thread
+    stop.set()
+    for timer in timers:
+        timer.join(5)
+    signal.signal(signal.SIGINT, old)
 
 
 def test_handler_runs_promptly_and_drain_keeps_its_deadline(tcp_pair, alarm):
@@ -71,7 +111,7 @@ def test_repeated_signals_neither_end_nor_extend_the_wait(tcp_pair, alarm):
     alarm(lambda signum, frame: fired.append(time.monotonic()), 0.05, 0.05)
     result = pysock.close(server, Drain(timeout=1.0, idle=None))
     wall = time.monotonic() - t0
-    signal.setitimer(signal.ITIMER_REAL, 0)
+    alarm.stop()
 
     assert result.reason == "timeout"
     assert 0.8 <= wall <= 2.5
@@ -79,6 +119,7 @@ def test_repeated_signals_neither_end_nor_extend_the_wait(tcp_pair, alarm):
     assert fired[0] - t0 < 0.5
 
 
+@wine_xfail(WINE_LINGER_FALLBACK)
 def test_handler_runs_during_linger_wait(make_pair, alarm):
     server, client = make_pair(client_rcvbuf=4 * KiB)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
@@ -98,9 +139,13 @@ def test_handler_runs_during_linger_wait(make_pair, alarm):
     assert end == "reset"
 
 
-@pytest.mark.parametrize("policy", [Drain(3.0, idle=None), Linger(3.0)], ids=["Drain", "Linger"])
+@pytest.mark.parametrize(
+    "policy",
+    [Drain(3.0, idle=None), pytest.param(Linger(3.0), marks=wine_xfail(WINE_LINGER_FALLBACK))],
+    ids=["Drain", "Linger"],
+)
 def test_raising_handler_propagates_and_socket_keeps_its_handle(make_pair, alarm, policy):
-    before = open_fds() if HAVE_PROC else None
+    before = open_fds()
     server, client = make_pair(client_rcvbuf=4 * KiB)
     if isinstance(policy, Linger):
         server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
@@ -118,7 +163,8 @@ def test_raising_handler_propagates_and_socket_keeps_its_handle(make_pair, alarm
 
     assert wall < 1.0  # promptly, not at the 3 s deadline
     assert server.fileno() == fd  # still owned: nothing freed half-way
-    os.fstat(fd)
+    assert fd_is_open(fd)
+    assert_blocking(server, client)  # in the mode it was in (Windows: handle too)
 
     # The caller may close it again, and that works.
     result = pysock.close(server, pysock.Abortive())
@@ -160,7 +206,7 @@ def test_raising_handler_during_drain_function_leaves_socket_open(tcp_pair, alar
 
 
 def test_raising_handler_during_close_many_keeps_unfinished_handles(make_pair, alarm):
-    before = open_fds() if HAVE_PROC else None
+    before = open_fds()
     pairs = [make_pair() for _ in range(3)]
     pairs[0][1].close()  # this one finishes at once (EOF)
     servers = [s for s, _ in pairs]
@@ -176,9 +222,11 @@ def test_raising_handler_during_close_many_keeps_unfinished_handles(make_pair, a
     # Each object either was freed (and detached) or still owns an open handle.
     for s in servers:
         if s.fileno() != -1:
-            os.fstat(s.fileno())
+            assert fd_is_open(s.fileno())
     assert servers[1].fileno() != -1
     assert servers[2].fileno() != -1
+    for s, client in pairs[1:]:
+        assert_blocking(s, client)  # in the mode it was in (Windows: handle too)
     results = pysock.close_many([s for s in servers if s.fileno() != -1], pysock.Abortive())
     assert all(r.how == "abortive" for r in results)
     assert all(s.fileno() == -1 for s in servers)
