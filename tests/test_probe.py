@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from support import KiB, MiB
+from support import WINE, KiB, MiB
 
 import pysock
 from pysock.__main__ import main
@@ -131,9 +131,13 @@ def test_plain_close_shows_the_trap_and_exits_1(serve, capsys):
     for _ in range(5):  # a reader as fast as this one may win the race now and then
         code, res = run_json([server.url, "--body", "64MiB"], capsys)
         codes.append(code)
-        assert res["trap"] is True, res
         assert res["status"] == 413
-        assert res["body_sent_before_response"] < 64 * MiB  # the server answered early
+        if WINE and res["outcome"] == "truncated":
+            # Wine reads the RST as EOF: the cut shows, the reset does not.
+            assert (code, res["end"]) == (1, "fin"), res
+            assert res["body_received"] < 256 * KiB
+            break
+        assert res["trap"] is True, res
         if code == 1:
             assert res["outcome"] == "reset" and res["end"] == "rst"
             assert res["phase"] == "in body"
@@ -146,7 +150,7 @@ def test_plain_close_shows_the_trap_and_exits_1(serve, capsys):
     assert not server.errors
     code = main(["probe", server.url])
     text = capsys.readouterr().out
-    if code == 1:
+    if code == 1 and not WINE:
         assert "outcome: reset: RST (ECONNRESET) in body" in text
         assert "verdict: TRAP: the 413 response was cut off by a reset (RST)" in text
     assert "fix (uvicorn): pysock.integrations.uvicorn" in text
