@@ -259,6 +259,7 @@ def measure(server: ServerProcess, mode: str, args: argparse.Namespace) -> dict[
     return {
         "whole_per_s": whole / args.seconds,
         "total_per_s": total / args.seconds,
+        "whole_fraction": whole / total if total else 0.0,
         "cpu_ms_per_response": 1000 * cpu / total if total else float("nan"),
         "cpu_ms_per_whole": 1000 * cpu / whole if whole else float("inf"),
     }
@@ -266,6 +267,7 @@ def measure(server: ServerProcess, mode: str, args: argparse.Namespace) -> dict[
 
 def _summary(own: list[float], pysock: list[float]) -> dict[str, float]:
     ratios = [p / o if o else float("inf") for p, o in zip(pysock, own, strict=True)]
+    # a ratio over 0 (the own close got nothing whole in a round) is inf: shown as such
     return {
         "own": statistics.median(own),
         "pysock": statistics.median(pysock),
