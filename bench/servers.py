@@ -4,7 +4,8 @@ early-413 path (responses received whole per second, server CPU per
 response).
 
     python bench/servers.py [--quick] [--rounds N] [--seconds S] [--conns C]
-                            [--body BYTES] [--only keepalive,413] [--json]
+                            [--body BYTES] [--only keepalive,413]
+                            [--servers h11,httptools,gthread] [--json]
 
 Servers, started by their users' command lines on free 127.0.0.1 ports (one
 worker each), serving ``tests/integrations/apps.py``:
@@ -267,7 +268,6 @@ def measure(server: ServerProcess, mode: str, args: argparse.Namespace) -> dict[
 
 def _summary(own: list[float], pysock: list[float]) -> dict[str, float]:
     ratios = [p / o if o else float("inf") for p, o in zip(pysock, own, strict=True)]
-    # a ratio over 0 (the own close got nothing whole in a round) is inf: shown as such
     return {
         "own": statistics.median(own),
         "pysock": statistics.median(pysock),
@@ -285,6 +285,11 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=8)
     parser.add_argument("--body", type=int, default=4 * MiB, help="upload size, bytes")
     parser.add_argument("--only", default=",".join(MODES), help="keepalive,413")
+    parser.add_argument(
+        "--servers",
+        default=None,
+        help="a subset: h11,httptools,gthread (default: all; quick: h11,gthread)",
+    )
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     parser.add_argument("--load-413", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -297,7 +302,13 @@ def main() -> None:
     modes = [m for m in args.only.split(",") if m]
     if set(modes) - set(MODES):
         parser.error(f"--only: modes are {', '.join(MODES)}")
-    pairs = [p for p in PAIRS if not args.quick or p in QUICK_PAIRS]
+    if args.servers:
+        wanted = set(args.servers.split(","))
+        pairs = [p for p in PAIRS if p.split()[1] in wanted]
+        if len(pairs) != len(wanted):
+            parser.error("--servers: names are h11, httptools, gthread")
+    else:
+        pairs = [p for p in PAIRS if not args.quick or p in QUICK_PAIRS]
     runs: dict[tuple[str, str, str], list[dict[str, float]]] = {}
     servers: dict[tuple[str, str], ServerProcess] = {}
     started = time.monotonic()
