@@ -1,5 +1,5 @@
 """The pytest-benchmark suite: the same cases as ``python -m pysock bench``
-(the logic lives in pysock/_bench.py), run with
+(the logic lives in pysock/_bench/, one module per case), run with
 
     pytest bench/ --benchmark-only
 
@@ -17,36 +17,36 @@ from pathlib import Path
 
 import pytest
 
-from pysock import _bench
+from pysock._bench import common, drain, many, server
 
 
 @pytest.fixture(scope="session", autouse=True)
 def nofile() -> int:
     """The soft RLIMIT_NOFILE raised to the hard limit (the benchmark's job)."""
-    return _bench.raise_nofile(4 * 1024)
+    return common.raise_nofile(4 * 1024)
 
 
 @pytest.fixture(scope="session")
-def c_floor(tmp_path_factory: pytest.TempPathFactory) -> _bench.CFloor | None:
+def c_floor(tmp_path_factory: pytest.TempPathFactory) -> common.CFloor | None:
     """bench/c/drain_floor.c compiled with the system cc, or None (and why)."""
     tmp: Path = tmp_path_factory.mktemp("c_floor")
-    floor = _bench.load_c_floor(str(tmp))
+    floor = common.load_c_floor(str(tmp))
     return None if isinstance(floor, str) else floor
 
 
 @pytest.fixture(scope="session")
-def sender() -> Iterator[_bench.Worker]:
-    with _bench.sender_worker() as worker:
+def sender() -> Iterator[common.Worker]:
+    with drain.sender_worker() as worker:
         yield worker
 
 
 @pytest.fixture(scope="session")
-def peers() -> Iterator[_bench.Worker]:
-    with _bench.peer_worker() as worker:
+def peers() -> Iterator[common.Worker]:
+    with many.peer_worker() as worker:
         yield worker
 
 
 @pytest.fixture(scope="session")
-def clients() -> Iterator[_bench.Worker]:
-    with _bench.client_worker() as worker:
+def clients() -> Iterator[common.Worker]:
+    with server.client_worker() as worker:
         yield worker

@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         help="write machine-readable results to PATH (or stdout: the table goes to stderr)",
     )
     bench.add_argument(
-        "--only", metavar="SECTIONS", help="comma-separated subset of: drain,percall,many,server"
+        "--only",
+        metavar="SECTIONS",
+        help="comma-separated subset of: drain,percall,many,reaper,server,loop_lag",
     )
     from pysock._probe import add_arguments as probe_arguments
 
