@@ -33,6 +33,7 @@ def test_server(
         complete=sample.complete,
         truncated=sample.truncated,
         resets=sample.resets,
+        clean=sample.clean,
         server_cpu_us_per_req=sample.cpu_per_request * 1e6,
     )
     assert sample.requests > 0
@@ -40,6 +41,7 @@ def test_server(
     if closer == server.PYSOCK:
         assert sample.truncated == 0  # the cure: every response whole
         assert sample.resets == 0
+        assert sample.clean == sample.requests
     if closer == server.CONTROL and response == max(server.RESPONSE_SIZES):
         # the control: the RST with the upload unread cuts the 256 KiB response
         assert sample.truncated > 0

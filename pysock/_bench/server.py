@@ -59,10 +59,12 @@ COLUMNS = (
     "complete",
     "truncated",
     "resets",
+    "clean",
     "req_per_s",
     "complete_per_s",
+    "clean_per_s",
     "server_cpu_us_per_req",
-    "server_cpu_us_per_complete",
+    "server_cpu_us_per_clean",
     "server_errors",
 )
 
@@ -192,6 +194,7 @@ def _client_handle(message: tuple[Any, ...]) -> tuple[Any, ...]:
                     mine["other_errors"] += 1
             mine["complete" if got == response_len else "truncated"] += 1
             mine["resets"] += reset
+            mine["clean"] += got == response_len and not reset
         with lock:
             totals.update(mine)
 
@@ -280,6 +283,7 @@ class ServerSample:
     complete: int
     truncated: int
     resets: int
+    clean: int  # complete, and the client saw no reset at all
     wall: float
     server_cpu: float
     client_cpu: float
@@ -293,6 +297,10 @@ class ServerSample:
     @property
     def cps(self) -> float:
         return self.complete / self.wall
+
+    @property
+    def clean_ps(self) -> float:
+        return self.clean / self.wall
 
     @property
     def cpu_per_request(self) -> float:
@@ -324,6 +332,7 @@ def run_one(
         counts.get("complete", 0),
         counts.get("truncated", 0),
         counts.get("resets", 0),
+        counts.get("clean", 0),
         wall,
         cpu() - c0,
         client_cpu,
@@ -384,13 +393,18 @@ def run(cfg: Config, say: Progress) -> dict[str, Any]:
                     "complete": sum(s.complete for s in ss),
                     "truncated": sum(s.truncated for s in ss),
                     "resets": sum(s.resets for s in ss),
+                    "clean": sum(s.clean for s in ss),
                     "req_per_s": median([s.rps for s in ss]),
                     "complete_per_s": median([s.cps for s in ss]),
+                    "clean_per_s": median([s.clean_ps for s in ss]),
                     "server_cpu_us_per_req": median(
                         [s.server_cpu / s.requests * 1e6 for s in ss if s.requests]
                     ),
                     "server_cpu_us_per_complete": median(
                         [s.server_cpu / s.complete * 1e6 for s in ss if s.complete]
+                    ),
+                    "server_cpu_us_per_clean": median(
+                        [s.server_cpu / s.clean * 1e6 for s in ss if s.clean]
                     ),
                     "server_errors": sum(s.server_errors for s in ss),
                 }
@@ -411,9 +425,17 @@ def run(cfg: Config, say: Progress) -> dict[str, Any]:
             found[f"pysock / {alt}, complete/s ({kib})"] = ratios(
                 [s.cps for s in mine], [s.cps for s in theirs]
             )
+            found[f"pysock / {alt}, clean/s ({kib})"] = ratios(
+                [s.clean_ps for s in mine], [s.clean_ps for s in theirs]
+            )
             found[f"pysock / {alt}, server CPU per request ({kib})"] = ratios(
                 [s.cpu_per_request for s in mine], [s.cpu_per_request for s in theirs]
             )
+            if all(s.clean for s in theirs):
+                found[f"pysock / {alt}, server CPU per clean response ({kib})"] = ratios(
+                    [s.server_cpu / max(s.clean, 1) for s in mine],
+                    [s.server_cpu / s.clean for s in theirs],
+                )
         plain = samples[(CONTROL, size)]
         found[f"pysock / plain close (control), req/s ({kib})"] = ratios(
             [s.rps for s in mine], [s.rps for s in plain]
@@ -422,6 +444,7 @@ def run(cfg: Config, say: Progress) -> dict[str, Any]:
             continue
         fastest = _best(samples, alternatives, size, lambda s: s.rps, lowest=False)
         cheapest = _best(samples, alternatives, size, lambda s: s.cpu_per_request, lowest=True)
+        cleanest = _best(samples, alternatives, size, lambda s: s.clean_ps, lowest=False)
         targets.append(
             target(
                 "server",
@@ -438,6 +461,16 @@ def run(cfg: Config, say: Progress) -> dict[str, Any]:
                 found[f"pysock / {cheapest}, server CPU per request ({kib})"],
                 0.5,
                 "<=",
+            )
+        )
+        targets.append(
+            target(
+                "server",
+                f"pysock clean responses/s / best alternative's ({cleanest}, {kib}; "
+                "clean: whole, no reset seen)",
+                found[f"pysock / {cleanest}, clean/s ({kib})"],
+                1.0,
+                ">=",
             )
         )
     if not alternatives:
