@@ -175,6 +175,9 @@ async def measure(
                 print(f"  gc t={when - t0l:.3f} gen{gen} {dur * 1000:.2f} ms", file=sys.stderr)
         for i in sorted(worst):
             print(f"  t={stamps[i] - t0l:.3f} lag={lags[i] * 1000:.2f} ms", file=sys.stderr)
+    if os.environ.get("LAG_DUMP"):
+        with open(os.environ["LAG_DUMP"], "w") as f:
+            json.dump({"lags": lags[mark:], "stamps": stamps[mark:], "t0": stamps[mark]}, f)
     counts: dict[str, int] = {}
     for r in reasons:
         counts[r] = counts.get(r, 0) + 1

@@ -61,6 +61,10 @@ struct ps_reaper {
     int closing, stopped, forked, join_claimed, joined, has_thread;
     int pause_req, parked;
     int woken;    /* a byte is in the wake pair */
+    int kick;     /* something for the thread since its last take */
+    int sleeping; /* the thread may be waiting in the engine: only then
+                     does a caller write to the wake pair (a busy thread
+                     sees `kick` before it waits) */
     int notified; /* a byte is in the notification pair */
     ps_rq *arq;   /* ps_reaper_reclaim_async requests, not yet taken */
     size_t narq, caparq;
@@ -104,7 +108,8 @@ static void enomem(ps_error *err)
 /* Under lock: make sure the engine's wait returns soon. */
 static void wake_locked(ps_reaper *r)
 {
-    if (!r->woken && !r->forked) {
+    r->kick = 1;
+    if (r->sleeping && !r->woken && !r->forked) {
         r->woken = 1;
         ps_sys_wake_send(r->wake[1]);
     }
@@ -374,6 +379,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
                 ps_cond_wait_ms(&r->cond, &r->lock, -1);
             r->parked = 0;
         }
+        r->sleeping = 0;
         woken = r->woken;
         ps_mutex_unlock(&r->lock);
         /* Empty the wake pair before taking the queue: a caller that queues
@@ -390,6 +396,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
         r->capsub = k;
         r->nsub = 0;
         r->woken = 0;
+        r->kick = 0;
         closing = r->closing;
         has_deadline = r->has_deadline;
         deadline = r->deadline;
@@ -459,12 +466,16 @@ static PS_THREAD_RETURN reaper_main(void *arg)
         stop = r->closing && r->nengine == 0 && r->nsub == 0 && r->narq == 0;
         if (stop)
             r->stopped = 1;
+        else if (r->kick)
+            slice = 0; /* more came meanwhile: look, do not wait */
+        else
+            r->sleeping = 1;
         ps_cond_broadcast(&r->cond);
         ps_mutex_unlock(&r->lock);
         if (stop)
             break;
 
-        if (closing && has_deadline) {
+        if (closing && has_deadline && slice > 0) {
             double left = (deadline - now) * 1000.0 + 1.0;
             if (left < slice)
                 slice = left < 0 ? 0 : (int)left;

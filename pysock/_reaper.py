@@ -85,7 +85,7 @@ if sys.platform != "win32":
 from pysock._api import _check_stream, _close_now, _op_args, _result
 from pysock._core import ffi, lib
 from pysock._errors import NotASocketError, raise_error
-from pysock._types import CloseResult, Policy
+from pysock._types import CloseResult, Drain, Linger, Policy
 
 __all__ = ["Reaper", "ReaperClosedError", "ReaperStats", "default_reaper"]
 
@@ -121,6 +121,12 @@ _ffi_new = ffi.new
 _addressof = ffi.addressof
 _op_start = lib.ps_op_start
 _submit_op = lib.ps_reaper_submit_op
+_PS_LINGER = lib.PS_LINGER
+_PS_DRAIN = lib.PS_DRAIN
+# The socket object's own type, an int, without socket.socket.type's
+# conversion to an enum (CPython keeps it without SOCK_NONBLOCK/CLOEXEC).
+_raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
+_STREAM = int(socket.SOCK_STREAM)
 
 Done = Callable[[CloseResult | BaseException], None]
 _Sink = Callable[[Any], None]  # a Done, or the setter of a reclaim's Future[int]
@@ -389,15 +395,24 @@ class Reaper:
                 f"submit takes a socket.socket, not {type(sock).__name__} "
                 "(wrap a raw handle with socket.socket(fileno=fd))"
             )
-        kind, timeout, idle, cap = _op_args(policy)
+        t = type(policy)
+        if t is Drain:  # the common case, without _op_args' isinstance chain
+            kind, timeout = _PS_DRAIN, policy.timeout  # type: ignore[attr-defined]
+            idle, cap = policy.idle or 0.0, policy.max_bytes or 0  # type: ignore[attr-defined]
+        elif t is Linger:
+            kind, timeout, idle, cap = _PS_LINGER, policy.timeout, 0.0, 0  # type: ignore[attr-defined]
+        else:
+            kind, timeout, idle, cap = _op_args(policy)
         self._check_open()
         fd = sock.fileno()
         if fd == -1:
             if sock in _taken:
                 raise ValueError("this socket was already submitted to a reaper")
             raise NotASocketError(9, "socket object is closed")  # EBADF
-        _check_stream(kind, sock)
-        if kind <= lib.PS_ABORTIVE:
+        if kind >= _PS_LINGER:
+            if _raw_type(sock) != _STREAM:
+                _check_stream(kind, sock)  # raises ValueError
+        elif kind <= lib.PS_ABORTIVE:
             # Nothing to wait for: close now, in this thread.
             result = _close_now(sock, kind)
             with _taken_lock:
