@@ -395,12 +395,11 @@ class Reaper:
                 f"submit takes a socket.socket, not {type(sock).__name__} "
                 "(wrap a raw handle with socket.socket(fileno=fd))"
             )
-        t = type(policy)
-        if t is Drain:  # the common case, without _op_args' isinstance chain
-            kind, timeout = _PS_DRAIN, policy.timeout  # type: ignore[attr-defined]
-            idle, cap = policy.idle or 0.0, policy.max_bytes or 0  # type: ignore[attr-defined]
-        elif t is Linger:
-            kind, timeout, idle, cap = _PS_LINGER, policy.timeout, 0.0, 0  # type: ignore[attr-defined]
+        if type(policy) is Drain:  # the common case, without _op_args' isinstance chain
+            kind, timeout = _PS_DRAIN, policy.timeout
+            idle, cap = policy.idle or 0.0, policy.max_bytes or 0
+        elif type(policy) is Linger:
+            kind, timeout, idle, cap = _PS_LINGER, policy.timeout, 0.0, 0
         else:
             kind, timeout, idle, cap = _op_args(policy)
         self._check_open()

@@ -694,7 +694,7 @@ def test_close_with_closes_in_flight_finishes_them_by_policy_then_timeout_0_abor
     stuck = [make_pair() for _ in range(3)]
     r = Reaper()
     futs = []
-    for server, client in finishing + stuck:
+    for server, _ in finishing + stuck:
         server.sendall(response)
         futs.append(r.submit(server, pysock.Drain(timeout=30)))
     for _, client in finishing + stuck:  # every drain has begun: data, then our FIN
@@ -912,7 +912,7 @@ def test_many_submitters_and_reclaims_at_once(make_pair):
     assert (stats.in_flight, stats.done, stats.failed) == (0, n, 0)
     assert stats.reclaimed == sum(reclaims) == sum(x.reason == "reclaimed" for x in results)
     assert sum(stats.by_reason.values()) == n
-    for k, (result, (_, client)) in enumerate(zip(results, pairs)):
+    for k, (result, (_, client)) in enumerate(zip(results, pairs, strict=True)):
         if result.reason == "reclaimed" or k % 4 == 3:
             assert result.how == "abortive"
         else:
