@@ -466,6 +466,13 @@ class Reaper:
             with self._lock:
                 self._stopped = True
                 left, self._sinks = self._sinks, {}
+                # Closed from a done-callback (in this thread): no close()
+                # call is left to free the native reaper, so this does.
+                free = self._closed and self._closers == 0 and not self._freed
+                if free:
+                    self._freed = True
+            if free:
+                lib.ps_reaper_free(self._r)  # its thread is joined: every close() returned
             exc = ReaperClosedError("the reaper stopped before this close was reported")
             for sink in left.values():  # none unless out of memory in C, or a bug
                 self._deliver(sink, exc)

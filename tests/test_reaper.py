@@ -918,3 +918,24 @@ def test_many_submitters_and_reclaims_at_once(make_pair):
         else:
             assert result.how == "graceful"
             assert recv_all(client) == (b"", "eof")
+
+
+def test_close_from_a_done_callback_does_not_deadlock(make_pair):
+    """close() called in the delivery thread (a done-callback) stops the
+    reaper without waiting for that thread; the native reaper is freed when
+    the delivery thread ends."""
+    r = Reaper()
+    (s1, c1), (s2, c2) = make_pair(), make_pair()
+    closed = threading.Event()
+    first = r.submit(s1, pysock.Drain(timeout=10))
+    second = r.submit(s2, pysock.Drain(timeout=10))
+    first.add_done_callback(lambda f: (r.close(timeout=0), closed.set()))
+    c1.close()
+    assert closed.wait(5)
+    assert first.result(0).reason == "eof"
+    result = second.result(5)  # aborted by close(timeout=0)
+    assert (result.how, result.reason) == ("abortive", "timeout")
+    r._thread.join(5)
+    assert not r._thread.is_alive() and r._freed
+    assert recv_all(c2)[1] in ("eof", "reset")  # our FIN, then the abort's RST
+    r.close()  # idempotent, from another thread too
