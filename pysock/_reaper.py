@@ -438,12 +438,12 @@ class Reaper:
             rc = _submit_op(self._r, op, token, errp)
             if rc == _PS_DONE:
                 self._in_flight += 1
+                with _taken_lock:  # (a WeakSet is no thread-safe container)
+                    _taken.add(sock)
                 sock.detach()
             else:
                 del self._sinks[token]
         if rc == _PS_DONE:
-            with _taken_lock:
-                _taken.add(sock)
             return
         if rc == _PS_CLOSED:  # not reached: _closed is set under the lock first
             raise ReaperClosedError("the Reaper is closed and takes no new work")
