@@ -12,9 +12,14 @@ every 1 ms records how late it ran: the loop's lag.  After all are submitted
 the peers send 16 KiB more each (the reaper drains it) and close; the run
 ends when every close has returned its result.
 
-``--path``: ``sink`` (pysock.aio: results handed to the loop in batches),
-``wrap_future`` (Reaper.submit + asyncio.wrap_future per close), ``asyncio``
-(no reaper: shutdown, loop.add_reader and recv on the loop itself).
+``--path``: ``sink`` (pysock.aio: the Reaper's delivery thread hands each
+loop its results in batches, one call_soon_threadsafe per batch),
+``wrap_future`` (Reaper.submit + asyncio.wrap_future per close), ``notify``
+(the alternative design, for comparison: the loop itself harvests the C
+reaper through ``loop.add_reader(ps_reaper_notify_fd)``, at most 64 per
+callback, no delivery thread; only right when one loop is the only
+consumer), ``asyncio`` (no reaper: shutdown, loop.add_reader and recv on the
+loop itself).
 
 Reports the maximum and the 99th percentile of the lag, over the whole
 in-flight period.  Target: max <= 5 ms.
@@ -97,6 +102,54 @@ async def pure_asyncio_drain(sock: socket.socket, timeout: float) -> str:
     return await fut
 
 
+class NotifyReaper:
+    """--path notify: the C reaper harvested on the loop (bench only)."""
+
+    BATCH = 64
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        from pysock._core import ffi, lib
+
+        self.ffi, self.lib, self.loop = ffi, lib, loop
+        err = ffi.new("ps_error *")
+        self.r = lib.ps_reaper_new(256, 0, err)
+        assert self.r != ffi.NULL
+        self.out = ffi.new("ps_completion[]", self.BATCH)
+        self.futs: dict[int, asyncio.Future[str]] = {}
+        self.token = 0
+        self.fd = int(lib.ps_reaper_notify_fd(self.r))
+        loop.add_reader(self.fd, self.ready)
+
+    def submit(self, sock: socket.socket, policy: pysock.Drain) -> asyncio.Future[str]:
+        ffi, lib = self.ffi, self.lib
+        op = ffi.new("ps_op *")
+        rc = lib.ps_op_start(op, sock.fileno(), lib.PS_DRAIN, policy.timeout, 0.0, 0)
+        assert rc == lib.PS_PENDING
+        self.token += 1
+        fut = self.loop.create_future()
+        self.futs[self.token] = fut
+        assert lib.ps_reaper_submit_op(self.r, op, self.token, ffi.addressof(op.res, "err")) == 0
+        sock.detach()
+        return fut
+
+    def ready(self) -> None:
+        from pysock._api import _result
+
+        n = self.lib.ps_reaper_harvest(self.r, self.out, self.BATCH)
+        pop = self.futs.pop
+        for j in range(n):
+            c = self.out[j]
+            pop(c.token).set_result(_result(c.res).reason)
+
+    def stats_in_flight(self) -> int:
+        return len(self.futs)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.lib.ps_reaper_close(self.r, 1.0)
+        self.lib.ps_reaper_free(self.r)
+
+
 async def measure(
     conns: list[socket.socket], peer: subprocess.Popen[str], path: str, batch: int
 ) -> dict[str, Any]:
@@ -131,9 +184,12 @@ async def measure(
     baseline = max(lags) if lags else 0.0
     mark = len(lags)
     reaper = pysock.Reaper(max_in_flight=len(conns) + 100)
+    notify = NotifyReaper(loop) if path == "notify" else None
     policy = pysock.Drain(timeout=30, idle=None)
 
     async def one(sock: socket.socket) -> str:
+        if notify is not None:
+            return await notify.submit(sock, policy)
         if path == "sink":
             return (await pysock.aio.close(sock, policy, reaper=reaper)).reason
         if path == "wrap_future":
@@ -148,7 +204,10 @@ async def measure(
     submitted = time.monotonic() - t0
     mark2 = len(lags)
     await asyncio.sleep(0.2)  # all in flight, draining the first body
-    in_flight = reaper.stats().in_flight if path != "asyncio" else len(tasks)
+    if notify is not None:
+        in_flight = notify.stats_in_flight()
+    else:
+        in_flight = reaper.stats().in_flight if path != "asyncio" else len(tasks)
     assert peer.stdin is not None
     go_at = time.monotonic()
     peer.stdin.write("go\n")
@@ -158,6 +217,8 @@ async def measure(
     running = False
     await asyncio.sleep(0.01)
     reaper.close(timeout=1)
+    if notify is not None:
+        notify.close()
     window = sorted(lags[mark:])
     steady = sorted(lags[mark2:])
     if os.environ.get("LAG_TRACE"):
@@ -175,6 +236,9 @@ async def measure(
                 print(f"  gc t={when - t0l:.3f} gen{gen} {dur * 1000:.2f} ms", file=sys.stderr)
         for i in sorted(worst):
             print(f"  t={stamps[i] - t0l:.3f} lag={lags[i] * 1000:.2f} ms", file=sys.stderr)
+    if os.environ.get("LAG_DUMP"):
+        with open(os.environ["LAG_DUMP"], "w") as f:
+            json.dump({"lags": lags[mark:], "stamps": stamps[mark:], "t0": stamps[mark]}, f)
     counts: dict[str, int] = {}
     for r in reasons:
         counts[r] = counts.get(r, 0) + 1
@@ -199,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 connections")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    parser.add_argument("--path", choices=("sink", "wrap_future", "asyncio"), default="sink")
+    parser.add_argument(
+        "--path", choices=("sink", "wrap_future", "notify", "asyncio"), default="sink"
+    )
     parser.add_argument("--batch", type=int, default=25, help="closes submitted per iteration")
     parser.add_argument("--no-gc-freeze", action="store_true")
     parser.add_argument("--peer", type=int, nargs=2, help=argparse.SUPPRESS)

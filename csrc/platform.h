@@ -652,6 +652,14 @@ static inline void ps_cond_wait_ms(ps_cond *c, ps_mutex *m, int ms)
     (void)SleepConditionVariableSRW(c, m, ms < 0 ? INFINITE : (DWORD)ms, 0);
 }
 
+/* The soft limit on open descriptors (the reaper's descriptor ceiling):
+ * 1 and *soft set where there is one, 0 where it is unlimited, -1 where the
+ * OS has no such limit (Windows: the caller assumes one). */
+static inline int ps_sys_nofile(uint64_t *soft)
+{
+    *soft = 0;
+    return -1;
+}
 static inline int ps_sys_wake_pair(ps_sock sv[2])
 {
     struct sockaddr_in addr;
@@ -695,6 +703,7 @@ fail:
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 typedef pthread_t ps_thread;
 typedef pthread_mutex_t ps_mutex;
@@ -761,6 +770,20 @@ static inline void ps_cond_wait_ms(ps_cond *c, ps_mutex *m, int ms)
     (void)pthread_cond_timedwait(c, m, &ts);
 }
 
+/* The soft limit on open descriptors (the reaper's descriptor ceiling):
+ * 1 and *soft set where there is one, 0 where it is unlimited, -1 where the
+ * OS has no such limit (Windows: the caller assumes one). */
+static inline int ps_sys_nofile(uint64_t *soft)
+{
+    struct rlimit rl;
+    *soft = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    *soft = (uint64_t)rl.rlim_cur;
+    return 1;
+}
 static inline int ps_sys_wake_pair(ps_sock sv[2])
 {
     int i;

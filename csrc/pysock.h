@@ -210,7 +210,10 @@ typedef struct {
 } ps_reaper_stats;
 
 enum {
-    PS_REAPER_CLOSED = -2  /* submit: the reaper takes no new work */
+    PS_REAPER_CLOSED = -2, /* submit: the reaper takes no new work */
+    PS_REAPER_RECLAIM_REPORT = 3 /* ps_completion.status of the answer to
+                                    ps_reaper_reclaim_async: res.drained is
+                                    how many were reclaimed (not a close) */
 };
 
 ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight,
@@ -222,6 +225,14 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight,
 int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
                      double idle, uint64_t max_bytes, uint64_t token,
                      ps_error *err);
+/* The same for an op the caller started with ps_op_start or
+ * ps_op_start_stream (a Linger or Drain in PS_PENDING, not yet stepped):
+ * it is copied into the queue, and from PS_DONE on its handle is the
+ * reaper's.  PS_DONE, PS_FAIL (err: a bad op, or out of memory) or
+ * PS_REAPER_CLOSED; on failure the handle is untouched and still the
+ * caller's. */
+int ps_reaper_submit_op(ps_reaper *r, const ps_op *op, uint64_t token,
+                        ps_error *err);
 /* Move up to max completions into out; returns how many.  When it leaves
  * none waiting, the notification descriptor is emptied. */
 size_t ps_reaper_harvest(ps_reaper *r, ps_completion *out, size_t max);
@@ -234,6 +245,25 @@ int ps_reaper_wait(ps_reaper *r, int ms);
 /* Abort the n oldest closes in flight (RST, PS_REASON_RECLAIMED) and
  * return how many, once their handles are freed. */
 size_t ps_reaper_reclaim(ps_reaper *r, size_t n);
+/* The same without waiting: the thread reclaims the n oldest (n = 0:
+ * nginx's share, an eighth of those in flight, 1 to 32) after what was
+ * submitted before this call, and answers with a completion of status
+ * PS_REAPER_RECLAIM_REPORT, `token`, res.drained = how many (their own
+ * completions come in the same batch, before it).  PS_DONE, PS_FAIL (out
+ * of memory) or PS_REAPER_CLOSED (stopped: no answer will come). */
+int ps_reaper_reclaim_async(ps_reaper *r, size_t n, uint64_t token);
+/* The descriptor ceiling: from now on, when a submission would make the
+ * closes in the engine pass soft RLIMIT_NOFILE - max(reserve_min,
+ * soft / reserve_div) (at least 1; default_soft where the OS has no such
+ * limit, Windows; none when unlimited), the oldest is reclaimed first, as
+ * under the cap.  The thread reads the limit when a submission would pass
+ * the ceiling last read (so a raised limit counts at once) and at least
+ * once a second otherwise. */
+void ps_reaper_set_fd_limit(ps_reaper *r, size_t reserve_min,
+                            size_t reserve_div, uint64_t default_soft);
+/* That ceiling now, computed the same way (0 = none). */
+size_t ps_reaper_fd_ceiling(size_t reserve_min, size_t reserve_div,
+                            uint64_t default_soft);
 /* Change the cap (0 = none); a lower cap is applied at once. */
 void ps_reaper_set_max_in_flight(ps_reaper *r, size_t max_in_flight);
 /* No new work; what is in flight finishes by its policy until timeout

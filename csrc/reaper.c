@@ -24,11 +24,23 @@
  * there is epoll) from the start: the backend is chosen once. */
 #define MIN_CAPACITY 16
 #define SLICE_MS 1000
+/* The descriptor ceiling's soft limit is read again when a submission would
+ * pass it (so a raised limit counts at once) and otherwise at most this
+ * often (so a lowered one counts within it). */
+#define FD_REREAD_S 1.0
+/* ps_reaper_reclaim_async with n = 0: nginx's share of those in flight. */
+#define SHARE_DIV 8
+#define SHARE_MAX 32
 
 typedef struct {
     ps_op op;
     uint64_t token;
 } ps_sub;
+
+typedef struct {
+    size_t n; /* 0: nginx's share */
+    uint64_t token;
+} ps_rq;
 
 struct ps_reaper {
     ps_mutex lock;
@@ -49,7 +61,16 @@ struct ps_reaper {
     int closing, stopped, forked, join_claimed, joined, has_thread;
     int pause_req, parked;
     int woken;    /* a byte is in the wake pair */
+    int kick;     /* something for the thread since its last take */
+    int sleeping; /* the thread may be waiting in the engine: only then
+                     does a caller write to the wake pair (a busy thread
+                     sees `kick` before it waits) */
     int notified; /* a byte is in the notification pair */
+    ps_rq *arq;   /* ps_reaper_reclaim_async requests, not yet taken */
+    size_t narq, caparq;
+    int fd_on;    /* the descriptor ceiling (ps_reaper_set_fd_limit) */
+    size_t fd_min, fd_div;
+    uint64_t fd_default, fd_gen;
     uint64_t submitted, done, failed, reclaimed, capacity;
     ps_sock wake[2];   /* [0] in the engine, [1] written by callers */
     ps_sock notify[2]; /* [0] the caller's to watch, [1] the thread's */
@@ -70,6 +91,11 @@ struct ps_reaper {
     size_t nbatch, capbatch;
     uint64_t lost; /* completions dropped for want of memory, not yet
                       counted in `failed` */
+    ps_rq *arq_taken; /* swapped with arq */
+    size_t narq_taken, caparq_taken;
+    size_t fdceil;  /* the descriptor ceiling last read, 0 = none */
+    double fd_read_at;
+    uint64_t fd_seen_gen; /* fd_gen when it was read; 0 = never */
 };
 
 static void enomem(ps_error *err)
@@ -82,7 +108,8 @@ static void enomem(ps_error *err)
 /* Under lock: make sure the engine's wait returns soon. */
 static void wake_locked(ps_reaper *r)
 {
-    if (!r->woken && !r->forked) {
+    r->kick = 1;
+    if (r->sleeping && !r->woken && !r->forked) {
         r->woken = 1;
         ps_sys_wake_send(r->wake[1]);
     }
@@ -212,12 +239,12 @@ static size_t reclaim_oldest(ps_reaper *r, size_t k)
 }
 
 /* Place a taken submission in a slot of the engine. */
-static void begin(ps_reaper *r, ps_sub *s)
+static void begin(ps_reaper *r, ps_sub *s, size_t limit)
 {
     size_t i;
     ps_error err;
-    if (r->cap && r->nengine >= r->cap)
-        reclaim_oldest(r, r->nengine - r->cap + 1);
+    if (limit && r->nengine >= limit)
+        reclaim_oldest(r, r->nengine - limit + 1);
     if (r->nfree == 0 && grow(r) != 0) {
         /* Out of memory: the oldest makes room, as under the cap. */
         if (reclaim_oldest(r, 1) == 0) {
@@ -282,7 +309,9 @@ static void publish_locked(ps_reaper *r)
     for (k = 0; k < r->nbatch; k++) {
         const ps_completion *c = &r->batch[k];
         r->cq[(r->chead + r->ccount++) % r->ccap] = *c;
-        if (c->status == PS_DONE) {
+        if (c->status == PS_REAPER_RECLAIM_REPORT) {
+            continue; /* not a close */
+        } else if (c->status == PS_DONE) {
             r->done++;
             if (c->res.reason == PS_REASON_RECLAIMED)
                 r->reclaimed++;
@@ -297,6 +326,37 @@ static void publish_locked(ps_reaper *r)
     }
 }
 
+/* The descriptor ceiling: the soft limit (or `def` where the OS has none)
+ * less max(min, soft / div), at least 1; 0 = none (unlimited). */
+static size_t fd_ceiling(size_t min, size_t div, uint64_t def)
+{
+    uint64_t soft, reserve;
+    int k = ps_sys_nofile(&soft);
+    if (k == 0)
+        return 0;
+    if (k < 0)
+        soft = def;
+    if (soft == 0)
+        return 0;
+    reserve = div ? soft / div : 0;
+    if (reserve < min)
+        reserve = min;
+    if (soft <= reserve)
+        return 1;
+    soft -= reserve;
+    return soft > (uint64_t)((size_t)-1) ? (size_t)-1 : (size_t)soft;
+}
+
+/* The smaller of two limits, 0 meaning none. */
+static size_t min_limit(size_t a, size_t b)
+{
+    if (a == 0)
+        return b;
+    if (b == 0)
+        return a;
+    return a < b ? a : b;
+}
+
 static PS_THREAD_RETURN reaper_main(void *arg)
 {
     ps_reaper *r = arg;
@@ -304,11 +364,12 @@ static PS_THREAD_RETURN reaper_main(void *arg)
     ps_error err;
 
     for (;;) {
-        int closing, has_deadline, woken, stop, rc, slice = SLICE_MS;
-        uint64_t rq_ticket;
-        size_t rq_n, cap, rq_got = 0;
+        int closing, has_deadline, woken, stop, rc, slice = SLICE_MS, fd_on;
+        uint64_t rq_ticket, fd_default, fd_gen;
+        size_t rq_n, cap, rq_got = 0, fd_min, fd_div;
         double deadline, now;
         ps_sub *tmp;
+        ps_rq *rtmp;
 
         ps_mutex_lock(&r->lock);
         if (r->pause_req) { /* fork: park at this safe point */
@@ -318,6 +379,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
                 ps_cond_wait_ms(&r->cond, &r->lock, -1);
             r->parked = 0;
         }
+        r->sleeping = 0;
         woken = r->woken;
         ps_mutex_unlock(&r->lock);
         /* Empty the wake pair before taking the queue: a caller that queues
@@ -334,6 +396,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
         r->capsub = k;
         r->nsub = 0;
         r->woken = 0;
+        r->kick = 0;
         closing = r->closing;
         has_deadline = r->has_deadline;
         deadline = r->deadline;
@@ -341,13 +404,52 @@ static PS_THREAD_RETURN reaper_main(void *arg)
         rq_ticket = r->rq_asked;
         r->rq_n = 0;
         cap = r->cap;
+        rtmp = r->arq_taken;
+        r->arq_taken = r->arq;
+        r->narq_taken = r->narq;
+        k = r->caparq_taken;
+        r->caparq_taken = r->caparq;
+        r->arq = rtmp;
+        r->caparq = k;
+        r->narq = 0;
+        fd_on = r->fd_on;
+        fd_min = r->fd_min;
+        fd_div = r->fd_div;
+        fd_default = r->fd_default;
+        fd_gen = r->fd_gen;
         ps_mutex_unlock(&r->lock);
 
+        if (fd_on && r->ntaken > 0) {
+            now = ps_sys_now();
+            if (r->fd_seen_gen != fd_gen || now - r->fd_read_at >= FD_REREAD_S ||
+                (r->fdceil && r->nengine + r->ntaken > r->fdceil)) {
+                r->fdceil = fd_ceiling(fd_min, fd_div, fd_default);
+                r->fd_read_at = now;
+                r->fd_seen_gen = fd_gen;
+            }
+        }
         for (k = 0; k < r->ntaken; k++)
-            begin(r, &r->taken[k]);
+            begin(r, &r->taken[k], min_limit(cap, fd_on ? r->fdceil : 0));
         r->ntaken = 0;
         if (rq_n > 0)
             rq_got = reclaim_oldest(r, rq_n);
+        for (k = 0; k < r->narq_taken; k++) {
+            ps_rq *q = &r->arq_taken[k];
+            ps_result res;
+            size_t want = q->n;
+            if (want == 0) {
+                want = r->nengine / SHARE_DIV;
+                if (want < 1)
+                    want = 1;
+                if (want > SHARE_MAX)
+                    want = SHARE_MAX;
+            }
+            memset(&res, 0, sizeof res);
+            res.acked = -1;
+            res.drained = reclaim_oldest(r, want);
+            add_completion(r, q->token, PS_REAPER_RECLAIM_REPORT, &res);
+        }
+        r->narq_taken = 0;
         if (cap && r->nengine > cap)
             reclaim_oldest(r, r->nengine - cap);
         now = ps_sys_now();
@@ -361,15 +463,19 @@ static PS_THREAD_RETURN reaper_main(void *arg)
             r->rq_done = rq_ticket;
             r->rq_last = rq_got;
         }
-        stop = r->closing && r->nengine == 0 && r->nsub == 0;
+        stop = r->closing && r->nengine == 0 && r->nsub == 0 && r->narq == 0;
         if (stop)
             r->stopped = 1;
+        else if (r->kick)
+            slice = 0; /* more came meanwhile: look, do not wait */
+        else
+            r->sleeping = 1;
         ps_cond_broadcast(&r->cond);
         ps_mutex_unlock(&r->lock);
         if (stop)
             break;
 
-        if (closing && has_deadline) {
+        if (closing && has_deadline && slice > 0) {
             double left = (deadline - now) * 1000.0 + 1.0;
             if (left < slice)
                 slice = left < 0 ? 0 : (int)left;
@@ -403,6 +509,8 @@ static void free_storage(ps_reaper *r)
     free(r->taken);
     free(r->batch);
     free(r->cq);
+    free(r->arq);
+    free(r->arq_taken);
 }
 
 static void close_pair(ps_sock sv[2])
@@ -485,7 +593,7 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
                      double idle, uint64_t max_bytes, uint64_t token,
                      ps_error *err)
 {
-    ps_sub s;
+    ps_op op;
     int refused;
     ps_mutex_lock(&r->lock);
     refused = r->closing || r->stopped;
@@ -499,11 +607,23 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
         return PS_FAIL;
     }
     /* Validation in the caller's thread: nothing is touched if it fails. */
-    if (ps_op_start(&s.op, fd, kind, timeout, idle, max_bytes) == PS_FAIL) {
-        *err = s.op.res.err;
+    if (ps_op_start(&op, fd, kind, timeout, idle, max_bytes) == PS_FAIL) {
+        *err = op.res.err;
         return PS_FAIL;
     }
-    s.token = token;
+    return ps_reaper_submit_op(r, &op, token, err);
+}
+
+int ps_reaper_submit_op(ps_reaper *r, const ps_op *op, uint64_t token,
+                        ps_error *err)
+{
+    if ((op->kind != PS_LINGER && op->kind != PS_DRAIN) ||
+        op->phase != PS_PENDING || op->setup) {
+        err->code = PS_EINVAL;
+        err->oserr = 0;
+        err->step = PS_STEP_ARGS;
+        return PS_FAIL;
+    }
     ps_mutex_lock(&r->lock);
     if (r->closing || r->stopped) {
         ps_mutex_unlock(&r->lock);
@@ -520,7 +640,9 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
         r->subq = p;
         r->capsub = m;
     }
-    r->subq[r->nsub++] = s;
+    r->subq[r->nsub].op = *op;
+    r->subq[r->nsub].token = token;
+    r->nsub++;
     r->submitted++;
     wake_locked(r);
     ps_mutex_unlock(&r->lock);
@@ -594,6 +716,49 @@ size_t ps_reaper_reclaim(ps_reaper *r, size_t n)
         got = r->rq_last < n ? r->rq_last : n;
     ps_mutex_unlock(&r->lock);
     return got;
+}
+
+int ps_reaper_reclaim_async(ps_reaper *r, size_t n, uint64_t token)
+{
+    ps_mutex_lock(&r->lock);
+    if (r->stopped) {
+        ps_mutex_unlock(&r->lock);
+        return PS_REAPER_CLOSED;
+    }
+    if (r->narq == r->caparq) {
+        size_t m = r->caparq ? r->caparq * 2 : 8;
+        ps_rq *p = realloc(r->arq, m * sizeof *p);
+        if (p == NULL) {
+            ps_mutex_unlock(&r->lock);
+            return PS_FAIL;
+        }
+        r->arq = p;
+        r->caparq = m;
+    }
+    r->arq[r->narq].n = n;
+    r->arq[r->narq].token = token;
+    r->narq++;
+    wake_locked(r);
+    ps_mutex_unlock(&r->lock);
+    return PS_DONE;
+}
+
+void ps_reaper_set_fd_limit(ps_reaper *r, size_t reserve_min,
+                            size_t reserve_div, uint64_t default_soft)
+{
+    ps_mutex_lock(&r->lock);
+    r->fd_on = 1;
+    r->fd_min = reserve_min;
+    r->fd_div = reserve_div;
+    r->fd_default = default_soft;
+    r->fd_gen++;
+    ps_mutex_unlock(&r->lock);
+}
+
+size_t ps_reaper_fd_ceiling(size_t reserve_min, size_t reserve_div,
+                            uint64_t default_soft)
+{
+    return fd_ceiling(reserve_min, reserve_div, default_soft);
 }
 
 void ps_reaper_set_max_in_flight(ps_reaper *r, size_t max_in_flight)
@@ -703,6 +868,7 @@ void ps_reaper_fork_child(ps_reaper *r)
     r->oldest = r->newest = NONE;
     r->nengine = 0;
     r->nsub = 0;
+    r->narq = 0;
     r->ccount = 0; /* the parent's results, not this process's */
     close_pair(r->wake);
     close_pair(r->notify);

@@ -1,5 +1,6 @@
-"""The background close engine: one daemon thread that owns submitted sockets
-and finishes their close by policy, so the caller never waits.
+"""The background close engine: a native thread of the C core that owns
+submitted sockets and finishes their close by policy, so the caller never
+waits.
 
 ``Reaper.submit(sock, policy)`` validates everything first (a bad policy, a
 closed or non-socket handle, a socket already submitted, Linger/Drain on a
@@ -8,11 +9,21 @@ socket object and returns a ``concurrent.futures.Future[CloseResult]``.
 
 Graceful and Abortive need no waiting: they are done at once in the
 submitting thread and the future is already resolved.  Linger and Drain are
-started at submission (their deadlines count from then) and handed to the
-reaper thread, which runs the C core's long-lived engine over an array of
-ops (it starts small and doubles as needed): one readiness set (epoll on
-Linux, poll/WSAPoll elsewhere), waits without the GIL, and a wake socket so
-that new work is taken at once.
+started at submission (their deadlines count from then) and queued, under
+the C reaper's own mutex, for its native thread (``csrc/reaper.c``: a
+pthread or a Windows thread that never touches Python or the GIL).  That
+thread runs the C core's long-lived engine over op storage that grows on
+demand: one readiness set (epoll on Linux, poll/WSAPoll elsewhere) and a
+wake socket, so new work is taken at once.  Finished closes are published
+in batches to a completion queue.
+
+One small Python thread per reaper, the delivery thread, waits for those
+batches (without the GIL), harvests up to 256 completions at a time, turns
+each into a :class:`pysock.CloseResult` or an exception, and resolves the
+futures — so futures' done-callbacks run in the delivery thread: keep them
+short.  :mod:`pysock.aio` hands its results to each event loop instead: one
+wake-up of the loop per batch, and a bounded number of awaiting tasks
+resolved per loop iteration.
 
 Reclamation follows real pressure, as nginx's does: a lingering close in
 flight holds a descriptor, and only when descriptors run short is the
@@ -20,10 +31,12 @@ oldest one aborted (RST, ``reason="reclaimed"``) to make room:
 
 - when the closes in the engine would exceed the descriptor ceiling, the
   soft ``RLIMIT_NOFILE`` minus a reserve for the rest of the process
-  (``max(64, soft // 8)``; read again at every wake, so raising the limit
-  with ``resource.setrlimit`` takes effect at once; no ceiling when the soft
-  limit is unlimited).  Windows has no such limit: the ceiling is computed
-  as if the soft limit were ``WINDOWS_NOFILE`` (16,384);
+  (``max(64, soft // 8)``; no ceiling when the soft limit is unlimited).
+  The native thread reads the limit again whenever a submission would pass
+  the ceiling it last read, and at least once a second otherwise: raising
+  the limit with ``resource.setrlimit`` takes effect at once, lowering it
+  within a second.  Windows has no such limit: the ceiling is computed as
+  if the soft limit were ``WINDOWS_NOFILE`` (16,384);
 - when the caller reports exhaustion: a server whose ``accept()`` fails with
   EMFILE/ENFILE calls :meth:`Reaper.descriptors_exhausted`, and the oldest
   closes are reclaimed (nginx's rule: an eighth of those in flight, at
@@ -33,24 +46,26 @@ oldest one aborted (RST, ``reason="reclaimed"``) to make room:
 
 Reclaims are counted (``stats().reclaimed``) and logged on the ``pysock``
 logger as a warning, at most once a second, with the count since the last
-message.
+message (the delivery thread logs them).
 
-Futures are resolved in the reaper thread, so their done-callbacks run there:
-keep them short.
+Fork: neither the native thread nor the delivery thread exists in a child
+process.  Around ``os.fork()`` every live reaper's native thread is parked
+at a safe point and its locks are held, so the child's copy is consistent;
+in the child an inherited reaper is closed (its submit raises
+:class:`ReaperClosedError`, its futures still pending there get that error
+too, and the child's copies of its in-flight handles are closed so the
+parent's closes are not held up), while :func:`default_reaper` starts a new
+reaper in the child on first use.  The parent's closes go on undisturbed.
 
-Fork: the reaper thread does not exist in a child process.  After
-``os.fork()`` a reaper inherited from the parent is closed in the child (its
-submit raises :class:`ReaperClosedError`, its futures still pending there get
-that error too, and the child's copies of its in-flight handles are closed so
-the parent's closes are not held up), while :func:`default_reaper` starts a
-new reaper in the child on first use.
+Thread safety, also on free-threaded CPython (3.13t, 3.14t): the C state is
+guarded by the C reaper's mutex; the Python state (the token map from each
+queued close to its future, and the counts) by a ``threading.Lock``.
+Nothing here relies on the GIL.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
-import contextlib
 import logging
 import os
 import socket
@@ -70,7 +85,7 @@ if sys.platform != "win32":
 from pysock._api import _check_stream, _close_now, _op_args, _result
 from pysock._core import ffi, lib
 from pysock._errors import NotASocketError, raise_error
-from pysock._types import CloseResult, Policy
+from pysock._types import CloseResult, Drain, Linger, Policy
 
 __all__ = ["Reaper", "ReaperClosedError", "ReaperStats", "default_reaper"]
 
@@ -84,25 +99,37 @@ RESERVE_MIN = 64
 RESERVE_DIV = 8
 #: Reclaims are logged at most this often (seconds).
 LOG_INTERVAL = 1.0
-# The engine's first array of ops; it doubles when full (up to the ceiling).
+# The native reaper's first op slots; it doubles them when full.
 _FIRST_SLOTS = 256
-# descriptors_exhausted() without n: nginx's ngx_drain_connections rule.
-_EXHAUSTED_MAX = 32
 #: How long interpreter exit lets in-flight closes finish before aborting them.
 EXIT_TIMEOUT = 1.0
-_IDLE_SLICE_MS = 1000
-# ps_engine_run returns as soon as an op is over or the wake socket is
-# readable; the slice only bounds how long the thread sleeps otherwise.
-_BUSY_SLICE_MS = 1000
-# Python work in the reaper thread holds the GIL; an event loop in another
-# thread waiting for it would wait up to the switch interval (5 ms).  So a
-# big batch (10,000 closes finishing at once) is handled in chunks, with a
-# short sleep between them that lets the waiting thread take the GIL.
+# Completions harvested per call, and handed out per chunk: between chunks
+# of a full harvest the delivery thread sleeps _YIELD_S so that an event
+# loop's thread waiting for the GIL gets it (a thread that merely calls into
+# C and back would take the GIL again before the waiter wakes up, and the
+# waiter would wait out the 5 ms switch interval).
+_HARVEST = 256
 _CHUNK = 64
-_YIELD_S = 0.0001
-_OP_SIZE = ffi.sizeof("ps_op")
+_YIELD_S = 0.00005
+
+_PS_DONE = lib.PS_DONE
+_PS_FAIL = lib.PS_FAIL
+_PS_CLOSED = lib.PS_REAPER_CLOSED
+_PS_REPORT = lib.PS_REAPER_RECLAIM_REPORT
+_OP_P = ffi.typeof("ps_op *")
+_ffi_new = ffi.new
+_addressof = ffi.addressof
+_op_start = lib.ps_op_start
+_submit_op = lib.ps_reaper_submit_op
+_PS_LINGER = lib.PS_LINGER
+_PS_DRAIN = lib.PS_DRAIN
+# The socket object's own type, an int, without socket.socket.type's
+# conversion to an enum (CPython keeps it without SOCK_NONBLOCK/CLOEXEC).
+_raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
+_STREAM = int(socket.SOCK_STREAM)
 
 Done = Callable[[CloseResult | BaseException], None]
+_Sink = Callable[[Any], None]  # a Done, or the setter of a reclaim's Future[int]
 
 
 class ReaperClosedError(RuntimeError):
@@ -114,15 +141,15 @@ class ReaperClosedError(RuntimeError):
 class ReaperStats:
     """Counts from :meth:`Reaper.stats`.
 
-    ``in_flight``: submitted and not finished (queued for the reaper thread
-    or in its engine); ``done``: finished with a result; ``failed``: ended
-    with an exception; ``by_reason`` / ``by_how``: the finished results by
-    ``CloseResult.reason`` and ``.how``; ``reclaimed``: closes the reaper
-    aborted to make room (those that ended with a result are also in
-    ``by_reason["reclaimed"]``); ``max_in_flight``: the explicit cap, or
-    None; ``ceiling``: how many may be in flight now before the oldest is
-    reclaimed (the smaller of the cap and the descriptor ceiling; None: no
-    limit)."""
+    ``in_flight``: submitted and not finished (queued for the native thread,
+    in its engine, or finished and not yet delivered); ``done``: finished
+    with a result; ``failed``: ended with an exception; ``by_reason`` /
+    ``by_how``: the finished results by ``CloseResult.reason`` and ``.how``;
+    ``reclaimed``: closes the reaper aborted to make room (those that ended
+    with a result are also in ``by_reason["reclaimed"]``);
+    ``max_in_flight``: the explicit cap, or None; ``ceiling``: how many may
+    be in flight now before the oldest is reclaimed (the smaller of the cap
+    and the descriptor ceiling; None: no limit)."""
 
     in_flight: int
     done: int
@@ -137,7 +164,9 @@ class ReaperStats:
 # Every socket object a reaper has taken over (it is detached, so a second
 # submission would otherwise only see "closed").
 _taken: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+_taken_lock = threading.Lock()
 _reapers: weakref.WeakSet[Reaper] = weakref.WeakSet()
+_reapers_lock = threading.Lock()
 
 
 def _future_setter(fut: Future[CloseResult]) -> Done:
@@ -176,8 +205,9 @@ class Reaper:
 
     ``max_in_flight``: an explicit cap on lingering closes (Linger, Drain)
     in flight; beyond it the oldest is aborted to make room.  None (the
-    default): no fixed cap, only descriptor pressure reclaims.  Use as a
-    context manager or call :meth:`close`."""
+    default): no fixed cap, only descriptor pressure reclaims.  ``name``
+    names the delivery thread.  Use as a context manager or call
+    :meth:`close`."""
 
     def __init__(self, max_in_flight: int | None = None, *, name: str = "pysock-reaper"):
         if max_in_flight is not None:
@@ -190,49 +220,39 @@ class Reaper:
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
         self._cap = max_in_flight
-        size = _FIRST_SLOTS if max_in_flight is None else min(max_in_flight, _FIRST_SLOTS)
-        self._pid = os.getpid()
+        # Guards everything below that changes (free-threaded CPython too):
+        # the token map, the counts, the state flags.  Lock order: this
+        # lock, then the C reaper's mutex (C never calls back into Python).
         self._lock = threading.Lock()
-        self._queue: collections.deque[tuple[Any, Done]] = collections.deque()
+        self._sinks: dict[int, _Sink] = {}  # token -> sink, for closes and reclaims queued
+        self._token = 0
         self._closed = False  # no new work
-        self._stopped = False  # the thread is over
-        self._deadline: float | None = None  # abort what is left at this time
-        self._forked = False
-        self._woken = False
+        self._forked = False  # inherited through fork: the threads are gone
+        self._stopped = False  # the delivery thread is over
+        self._freed = False  # the C reaper is freed
+        self._closers = 0  # close() calls inside ps_reaper_close/join
         self._done = 0
         self._failed = 0
-        self._in_flight = 0  # queued + in the engine
+        self._in_flight = 0
         self._by_reason: dict[str, int] = {}
         self._by_how: dict[str, int] = {}
         self._reclaimed = 0
-        self._exhausted: list[tuple[int | None, Future[int]]] = []  # reports to act on
-        self._ceiling = self._compute_ceiling()
-        # Reclaims not yet logged, the last message's time, the last cause.
+        # Reclaims not yet logged, the last message's time, the last cause:
+        # the delivery thread's own.
         self._unlogged = 0
         self._logged_at = -LOG_INTERVAL
         self._cause = ""
-        # The engine and its arrays: touched by the reaper thread only.
-        self._size = size
-        self._ops = ffi.new("ps_op[]", size)
-        self._freed = ffi.new("size_t[]", size)
-        self._nfreed = ffi.new("size_t *")
-        self._err = ffi.new("ps_error *")
-        self._slots: list[Done | None] = [None] * size
-        self._free = list(range(size - 1, -1, -1))
-        self._order: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._engine = lib.ps_engine_new(self._ops, size)
-        if self._engine == ffi.NULL:
-            raise MemoryError("pysock: out of memory for the reaper's engine")
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        if lib.ps_engine_set_wake(self._engine, self._wake_r.fileno(), self._err) == lib.PS_FAIL:
-            lib.ps_engine_free(self._engine)
-            self._wake_r.close()
-            self._wake_w.close()
-            raise_error(self._err)
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        _reapers.add(self)
+        self._reserve = (RESERVE_MIN, RESERVE_DIV)
+        err = ffi.new("ps_error *")
+        size = _FIRST_SLOTS if max_in_flight is None else min(max_in_flight, _FIRST_SLOTS)
+        r = lib.ps_reaper_new(size, max_in_flight or 0, err)
+        if r == ffi.NULL:
+            raise_error(err)
+        lib.ps_reaper_set_fd_limit(r, RESERVE_MIN, RESERVE_DIV, WINDOWS_NOFILE)
+        self._r = r
+        self._thread = threading.Thread(target=self._deliver_main, name=name, daemon=True)
+        with _reapers_lock:
+            _reapers.add(self)
         self._thread.start()
 
     # -- the public face ---------------------------------------------------
@@ -254,7 +274,9 @@ class Reaper:
         (Linger/Drain on a datagram socket, a socket already submitted),
         :class:`pysock.NotASocketError` (closed, or not a socket),
         :class:`ReaperClosedError` (this reaper is closed).  The future
-        cannot be cancelled: the close goes on regardless."""
+        cannot be cancelled: the close goes on regardless.  It is resolved
+        in the reaper's delivery thread (Graceful and Abortive: already
+        here), where its done-callbacks run."""
         fut: Future[CloseResult] = Future()
         fut.set_running_or_notify_cancel()
         self._submit(sock, policy, _future_setter(fut))
@@ -264,28 +286,42 @@ class Reaper:
         """Stop taking work; let what is in flight finish by its own policy
         until ``timeout`` seconds from now (None: no limit beyond the
         policies' own deadlines), then abort the rest (``how="abortive"``,
-        ``reason="timeout"``), and stop the thread.  Blocks until then;
-        idempotent."""
+        ``reason="timeout"``; the peer sees RST), and stop the threads.
+        Blocks until every future is resolved (called from a done-callback,
+        in the delivery thread, it does not wait for that thread); idempotent,
+        and a later call may only bring the deadline forward."""
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
         with self._lock:
             self._closed = True
-            if timeout is not None:
-                deadline = time.monotonic() + timeout
-                if self._deadline is None or deadline < self._deadline:
-                    self._deadline = deadline
-        self._wake()
-        if threading.current_thread() is not self._thread and os.getpid() == self._pid:
-            self._thread.join()
+            if self._freed or self._forked:
+                return
+            self._closers += 1
+        try:
+            # Joins the native thread (no GIL held while it waits).
+            lib.ps_reaper_close(self._r, -1.0 if timeout is None else float(timeout))
+            if threading.current_thread() is not self._thread:
+                self._thread.join()
+        finally:
+            with self._lock:
+                self._closers -= 1
+                free = self._closers == 0 and self._stopped and not self._freed
+                if free:
+                    self._freed = True
+            if free:
+                # After the delivery thread's final harvest; no C call can
+                # begin now (each checks _freed or _closed under the lock).
+                lib.ps_reaper_free(self._r)
 
     def descriptors_exhausted(self, n: int | None = None) -> Future[int]:
         """Report that the process ran out of descriptors (``accept()`` or
-        ``socket()`` failed with EMFILE or ENFILE): the reaper thread
+        ``socket()`` failed with EMFILE or ENFILE): the native thread
         reclaims the ``n`` oldest lingering closes in flight (default: an
         eighth of them, at least 1 and at most 32, as nginx does) so that
         their descriptors are free again.  Returns at once; the future
-        resolves with how many were reclaimed once their descriptors are
-        closed (0 when none was in flight, or in a forked child)."""
+        resolves (in the delivery thread) with how many were reclaimed once
+        their descriptors are closed (0 when none was in flight, or in a
+        forked child)."""
         if n is not None:
             if isinstance(n, bool) or not isinstance(n, int):
                 raise TypeError(f"n must be an int or None, not {type(n).__name__}")
@@ -294,14 +330,25 @@ class Reaper:
         fut: Future[int] = Future()
         fut.set_running_or_notify_cancel()
         with self._lock:
-            if self._pid != os.getpid() or self._stopped:
-                fut.set_result(0)
-                return fut
-            self._exhausted.append((n, fut))
-        self._wake()
+            rc = _PS_CLOSED
+            if not (self._freed or self._forked or self._stopped):
+                self._token += 1
+                token = self._token
+                self._sinks[token] = fut.set_result
+                rc = lib.ps_reaper_reclaim_async(self._r, n or 0, token)
+                if rc != _PS_DONE:
+                    del self._sinks[token]
+        if rc == _PS_FAIL:
+            raise MemoryError("pysock: out of memory for the reaper's reclaim request")
+        if rc != _PS_DONE:
+            fut.set_result(0)
         return fut
 
     def stats(self) -> ReaperStats:
+        fds = lib.ps_reaper_fd_ceiling(self._reserve[0], self._reserve[1], WINDOWS_NOFILE)
+        ceiling = fds or None
+        if self._cap is not None:
+            ceiling = self._cap if ceiling is None else min(self._cap, ceiling)
         with self._lock:
             return ReaperStats(
                 in_flight=self._in_flight,
@@ -311,7 +358,7 @@ class Reaper:
                 by_reason=dict(self._by_reason),
                 by_how=dict(self._by_how),
                 reclaimed=self._reclaimed,
-                ceiling=self._ceiling,
+                ceiling=ceiling,
             )
 
     def __enter__(self) -> Reaper:
@@ -327,20 +374,19 @@ class Reaper:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return (
-            f"<pysock.Reaper {state} in_flight={self._in_flight} "
-            f"max={self._cap} ceiling={self._ceiling}>"
-        )
+        return f"<pysock.Reaper {state} in_flight={self._in_flight} max={self._cap}>"
 
     # -- submission (any thread) -------------------------------------------
 
     def _check_open(self) -> None:
-        if self._pid != os.getpid():
-            raise ReaperClosedError(
-                "this Reaper belongs to the parent process: its thread does not exist "
-                "after fork; use pysock.default_reaper() or create a new Reaper in the child"
-            )
+        """No system call: after fork the at-fork hook has marked the
+        inherited reaper closed (and forked)."""
         if self._closed:
+            if self._forked:
+                raise ReaperClosedError(
+                    "this Reaper belongs to the parent process: its threads do not exist "
+                    "after fork; use pysock.default_reaper() or create a new Reaper in the child"
+                )
             raise ReaperClosedError("the Reaper is closed and takes no new work")
 
     def _submit(self, sock: socket.socket, policy: Policy, done: Done) -> None:
@@ -349,41 +395,59 @@ class Reaper:
                 f"submit takes a socket.socket, not {type(sock).__name__} "
                 "(wrap a raw handle with socket.socket(fileno=fd))"
             )
-        kind, timeout, idle, cap = _op_args(policy)
+        if type(policy) is Drain:  # the common case, without _op_args' isinstance chain
+            kind, timeout = _PS_DRAIN, policy.timeout
+            idle, cap = policy.idle or 0.0, policy.max_bytes or 0
+        elif type(policy) is Linger:
+            kind, timeout, idle, cap = _PS_LINGER, policy.timeout, 0.0, 0
+        else:
+            kind, timeout, idle, cap = _op_args(policy)
         self._check_open()
         fd = sock.fileno()
         if fd == -1:
             if sock in _taken:
                 raise ValueError("this socket was already submitted to a reaper")
             raise NotASocketError(9, "socket object is closed")  # EBADF
-        _check_stream(kind, sock)
-        if kind <= lib.PS_ABORTIVE:
+        if kind >= _PS_LINGER:
+            if _raw_type(sock) != _STREAM:
+                _check_stream(kind, sock)  # raises ValueError
+        elif kind <= lib.PS_ABORTIVE:
             # Nothing to wait for: close now, in this thread.
-            with self._lock:
-                self._check_open()
             result = _close_now(sock, kind)
-            _taken.add(sock)
+            with _taken_lock:
+                _taken.add(sock)
             with self._lock:
                 self._count(result)
             done(result)
             return
-        op = ffi.new("ps_op *")
-        if lib.ps_op_start(op, fd, kind, timeout, idle, cap) == lib.PS_FAIL:
+        # Validation in this thread (SO_TYPE: a descriptor that is no longer
+        # a socket is refused here, untouched), then the started op is
+        # queued for the native thread.
+        op = _ffi_new(_OP_P)
+        if _op_start(op, fd, kind, timeout, idle, cap) == _PS_FAIL:
             raise_error(op.res.err)
+        errp = _addressof(op.res, "err")  # op is copied into the queue: reused for errors
         with self._lock:
             self._check_open()
-            sock.detach()
-            _taken.add(sock)
-            self._queue.append((op, done))
-            self._in_flight += 1
-            wake = not self._woken
-            self._woken = True
-        if wake:
-            self._wake()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_w.send(b"\0")
+            self._token += 1
+            token = self._token
+            # Registered before the C queue sees the token, and the delivery
+            # thread needs this lock to look it up: the future cannot be
+            # resolved before the socket object is detached below.
+            self._sinks[token] = done
+            rc = _submit_op(self._r, op, token, errp)
+            if rc == _PS_DONE:
+                self._in_flight += 1
+                with _taken_lock:  # (a WeakSet is no thread-safe container)
+                    _taken.add(sock)
+                sock.detach()
+            else:
+                del self._sinks[token]
+        if rc == _PS_DONE:
+            return
+        if rc == _PS_CLOSED:  # not reached: _closed is set under the lock first
+            raise ReaperClosedError("the Reaper is closed and takes no new work")
+        raise_error(errp)
 
     def _count(self, result: CloseResult) -> None:
         """Under the lock."""
@@ -391,168 +455,105 @@ class Reaper:
         self._by_reason[result.reason] = self._by_reason.get(result.reason, 0) + 1
         self._by_how[result.how] = self._by_how.get(result.how, 0) + 1
 
-    # -- the reaper thread ---------------------------------------------------
+    # -- the delivery thread -------------------------------------------------
 
-    def _main(self) -> None:
+    def _deliver_main(self) -> None:
         try:
-            self._loop()
-        except BaseException as exc:  # pragma: no cover - a bug in pysock
-            _log.exception("pysock reaper thread failed; aborting what it holds")
-            with self._lock:
-                self._closed = True
-            self._abort_all(lib.PS_REASON_TIMEOUT, exc)
+            self._deliver_loop()
+        except BaseException:  # pragma: no cover - a bug in pysock
+            _log.exception("pysock reaper: the delivery thread failed")
         finally:
             with self._lock:
                 self._stopped = True
-                reports, self._exhausted = self._exhausted, []
-            for _, fut in reports:
-                fut.set_result(0)
-            if not self._forked:
-                lib.ps_engine_free(self._engine)
-                self._engine = ffi.NULL
-                self._wake_r.close()
-                self._wake_w.close()
+                left, self._sinks = self._sinks, {}
+                # Closed from a done-callback (in this thread): no close()
+                # call is left to free the native reaper, so this does.
+                free = self._closed and self._closers == 0 and not self._freed
+                if free:
+                    self._freed = True
+            if free:
+                lib.ps_reaper_free(self._r)  # its thread is joined: every close() returned
+            exc = ReaperClosedError("the reaper stopped before this close was reported")
+            for sink in left.values():  # none unless out of memory in C, or a bug
+                self._deliver(sink, exc)
 
-    def _loop(self) -> None:
-        nfreed, err = self._nfreed, self._err
-        slots, order = self._slots, self._order
+    def _deliver_loop(self) -> None:
+        r = self._r
+        out = ffi.new("ps_completion[]", _HARVEST)
+        wait, harvest = lib.ps_reaper_wait, lib.ps_reaper_harvest
         while True:
-            with contextlib.suppress(BlockingIOError, InterruptedError):
-                while self._wake_r.recv(4096):
-                    pass
-            ceiling = self._compute_ceiling()
-            with self._lock:
-                batch = self._queue
-                self._queue = collections.deque()
-                reports, self._exhausted = self._exhausted, []
-                self._woken = False
-                self._ceiling = ceiling
-                closed, deadline = self._closed, self._deadline
-            for k, (op, done) in enumerate(batch, 1):
-                self._begin(op, done, ceiling)
-                if k % _CHUNK == 0:
-                    time.sleep(_YIELD_S)
-            for n, fut in reports:  # after the batch: what was submitted before counts
-                fut.set_result(self._relieve(n))
-            # _begin may have grown the engine: its arrays are new.
-            engine, freed, ops = self._engine, self._freed, self._ops
-            now = time.monotonic()
-            self._log_reclaims(now)
-            if deadline is not None and now >= deadline:
-                self._abort_all(lib.PS_REASON_TIMEOUT, None)
-            if closed and not order:
-                with self._lock:
-                    if not self._queue:
-                        return
-                continue
-            slice_ms = _BUSY_SLICE_MS if order else _IDLE_SLICE_MS
-            if deadline is not None:
-                slice_ms = max(0, min(slice_ms, int((deadline - now) * 1000) + 1))
-            pending = lib.ps_engine_run(engine, slice_ms, freed, nfreed, err)
-            n = nfreed[0]
-            for first in range(0, n, _CHUNK):
-                if first:
-                    time.sleep(_YIELD_S)
-                results = []
-                for j in range(first, min(n, first + _CHUNK)):
-                    i = freed[j]
-                    results.append((slots[i], _result(ops[i].res)))
-                    self._release(i)
-                with self._lock:
-                    self._in_flight -= len(results)
-                    for _, result in results:
-                        self._count(result)
-                for done, result in results:
-                    self._deliver(done, result)
-            if pending == lib.PS_FAIL:
-                exc = _error(err)
-                if not isinstance(exc, InterruptedError):
-                    _log.error("pysock reaper: the engine's wait failed (%s); aborting", exc)
-                    self._abort_all(lib.PS_REASON_TIMEOUT, None)
-            elif pending != len(order):
-                self._reap_failed()
+            # Without the GIL (cffi releases it): until completions wait, or
+            # the time comes to log reclaims, or the native thread stopped.
+            rc = wait(r, self._log_wait_ms())
+            n = harvest(r, out, _HARVEST)
+            if n:
+                self._handle(out, n)
+                if n == _HARVEST:
+                    time.sleep(_YIELD_S)  # more waiting: let a waiting loop in first
+            elif rc == -1:
+                self._log_reclaims(force=True)
+                return
+            self._log_reclaims()
 
-    def _compute_ceiling(self) -> int | None:
-        fds = descriptor_ceiling()
-        if self._cap is None:
-            return fds
-        return self._cap if fds is None else min(self._cap, fds)
-
-    def _begin(self, op: Any, done: Done, ceiling: int | None) -> None:
-        if ceiling is not None:
-            while self._order and len(self._order) >= ceiling:  # the oldest make room
-                why = (
-                    f"max_in_flight={self._cap}"
-                    if ceiling == self._cap
-                    else f"descriptors short: {ceiling} in flight is the ceiling "
-                    f"under RLIMIT_NOFILE"
-                )
-                self._reclaim(next(iter(self._order)), why)
-        if not self._free and not self._grow(ceiling):
-            self._reclaim(next(iter(self._order)), "out of memory for the engine")
-        i = self._free.pop()
-        ffi.memmove(self._ops + i, op, _OP_SIZE)
-        self._slots[i] = done
-        self._order[i] = None
-        if lib.ps_engine_add(self._engine, i, self._err) == lib.PS_FAIL:  # pragma: no cover
-            raise_error(self._err)
-
-    def _grow(self, ceiling: int | None) -> bool:
-        """A bigger engine for the ops in flight (all slots are taken):
-        double the array, at most to the ceiling.  The ops move to the new
-        engine, which begins them afresh (their shutdown is done, so that
-        is one more non-blocking step each); freeing the old engine closes
-        only its readiness set.  False if there is no room for it."""
-        old = self._size
-        size = old * 2 if ceiling is None else max(old + 1, min(old * 2, ceiling))
-        ops = ffi.new("ps_op[]", size)
-        freed = ffi.new("size_t[]", size)
-        ffi.memmove(ops, self._ops, old * _OP_SIZE)
-        engine = lib.ps_engine_new(ops, size)
-        if engine == ffi.NULL:
-            return False
-        if lib.ps_engine_set_wake(engine, self._wake_r.fileno(), self._err) == lib.PS_FAIL:
-            lib.ps_engine_free(engine)  # e.g. EMFILE for its epoll set
-            return False
-        for k, i in enumerate(self._order, 1):
-            if lib.ps_engine_add(engine, i, self._err) == lib.PS_FAIL:  # pragma: no cover
-                lib.ps_engine_free(engine)
-                return False
-            if k % (_CHUNK * 16) == 0:  # let a waiting event loop have the GIL
+    def _handle(self, out: Any, n: int) -> None:
+        for first in range(0, n, _CHUNK):
+            if first:
                 time.sleep(_YIELD_S)
-        lib.ps_engine_free(self._engine)
-        self._engine, self._ops, self._freed, self._size = engine, ops, freed, size
-        self._slots.extend([None] * (size - old))
-        self._free[:0] = range(size - 1, old - 1, -1)
-        return True
+            items: list[tuple[int, Any]] = []
+            for j in range(first, min(n, first + _CHUNK)):
+                c = out[j]
+                status = c.status
+                if status == _PS_DONE:
+                    items.append((c.token, _result(c.res)))
+                elif status == _PS_REPORT:
+                    items.append((c.token, int(c.res.drained)))
+                else:
+                    items.append((c.token, _error(c.res.err)))
+            sinks: list[tuple[_Sink | None, Any]] = []
+            reclaimed = 0
+            with self._lock:
+                pop = self._sinks.pop
+                for token, outcome in items:
+                    sinks.append((pop(token, None), outcome))
+                    if isinstance(outcome, CloseResult):
+                        self._in_flight -= 1
+                        self._count(outcome)
+                        if outcome.reason == "reclaimed":
+                            reclaimed += 1
+                    elif isinstance(outcome, BaseException):
+                        self._in_flight -= 1
+                        self._failed += 1
+                self._reclaimed += reclaimed
+            if reclaimed:
+                self._unlogged += reclaimed
+                self._cause = self._pressure()
+            for sink, outcome in sinks:
+                if isinstance(outcome, int) and outcome:
+                    self._cause = "the caller reported descriptor exhaustion (EMFILE/ENFILE)"
+                if sink is not None:
+                    self._deliver(sink, outcome)
 
-    def _relieve(self, n: int | None) -> int:
-        """Reclaim the n oldest (default: nginx's share) for a report of
-        descriptor exhaustion; how many were reclaimed."""
-        if n is None:
-            n = max(1, min(_EXHAUSTED_MAX, len(self._order) // 8))
-        n = min(n, len(self._order))
-        for i in list(self._order)[:n]:
-            self._reclaim(i, "the caller reported descriptor exhaustion (EMFILE/ENFILE)")
-        self._log_reclaims()
-        return n
+    def _pressure(self) -> str:
+        """Why the native thread reclaimed on its own: the cap or the
+        descriptor ceiling, whichever is lower now."""
+        fds = lib.ps_reaper_fd_ceiling(self._reserve[0], self._reserve[1], WINDOWS_NOFILE)
+        if self._cap is not None and (fds == 0 or self._cap <= fds):
+            return f"max_in_flight={self._cap}"
+        return f"descriptors short: {fds} in flight is the ceiling under RLIMIT_NOFILE"
 
-    def _reclaim(self, i: int, why: str) -> None:
-        self._abort(i, lib.PS_REASON_RECLAIMED, None)
-        with self._lock:
-            self._reclaimed += 1
-        self._unlogged += 1
-        self._cause = why
+    def _log_wait_ms(self) -> int:
+        if not self._unlogged:
+            return -1
+        left = self._logged_at + LOG_INTERVAL - time.monotonic()
+        return max(1, int(left * 1000) + 1)
 
-    def _log_reclaims(self, now: float | None = None) -> None:
-        """At most once per LOG_INTERVAL: one warning with the count since
-        the last (the loop calls this at every wake, at least once a
-        second, so a count left over is logged within about two seconds)."""
+    def _log_reclaims(self, force: bool = False) -> None:
+        """At most once per LOG_INTERVAL (or at the end): one warning with
+        the count since the last."""
         if not self._unlogged:
             return
-        if now is None:
-            now = time.monotonic()
-        if now - self._logged_at < LOG_INTERVAL:
+        now = time.monotonic()
+        if not force and now - self._logged_at < LOG_INTERVAL:
             return
         _log.warning(
             "pysock reaper: reclaimed %d lingering close%s (RST, their responses may be "
@@ -564,91 +565,45 @@ class Reaper:
         self._unlogged = 0
         self._logged_at = now
 
-    def _release(self, i: int) -> None:
-        self._slots[i] = None
-        del self._order[i]
-        self._free.append(i)
-
-    def _abort(self, i: int, reason: int, exc: BaseException | None) -> None:
-        """End in-flight op i now (RST) and resolve it."""
-        done = self._slots[i]
-        assert done is not None
-        outcome: CloseResult | BaseException
-        if exc is not None:
-            outcome = exc
-        elif self._ops[i].phase != lib.PS_PENDING:
-            outcome = _error(self._ops[i].res.err)
-        elif lib.ps_engine_abort(self._engine, i, reason, self._err) == lib.PS_FAIL:
-            outcome = _error(self._err)
-        else:
-            outcome = _result(self._ops[i].res)
-        self._release(i)
-        with self._lock:
-            self._in_flight -= 1
-            if isinstance(outcome, BaseException):
-                self._failed += 1
-            else:
-                self._count(outcome)
-        self._deliver(done, outcome)
-
-    def _abort_all(self, reason: int, exc: BaseException | None) -> None:
-        for i in list(self._order):
-            self._abort(i, reason, exc)
-        if exc is not None:
-            with self._lock:
-                batch, self._queue = self._queue, collections.deque()
-                self._in_flight -= len(batch)
-                self._failed += len(batch)
-            res = ffi.new("ps_result *")
-            for op, done in batch:  # started but never begun: abort them here
-                lib.ps_close_now(op.fd, 1, res)
-                self._deliver(done, exc)
-
-    def _reap_failed(self) -> None:
-        """Ops the core could not free (their close failed): resolve them
-        with the error."""
-        failed = [i for i in self._order if self._ops[i].phase != lib.PS_PENDING]
-        for i in failed:
-            self._abort(i, lib.PS_REASON_TIMEOUT, None)
-
     @staticmethod
-    def _deliver(done: Done, outcome: CloseResult | BaseException) -> None:
+    def _deliver(sink: _Sink, outcome: Any) -> None:
         try:
-            done(outcome)
-        except Exception:  # a sink must never stop the reaper
+            sink(outcome)
+        except Exception:  # a sink must never stop the delivery thread
             _log.exception("pysock reaper: delivering a result failed")
 
     # -- fork ---------------------------------------------------------------
 
-    def _after_fork_in_child(self) -> None:
-        """In a forked child: this reaper's thread is gone.  Close the
+    def _before_fork(self) -> None:
+        """Hold this reaper's lock and park its native thread across fork(),
+        so that the child copies consistent state.  Released by
+        _after_fork_in_parent / _after_fork_in_child."""
+        self._lock.acquire()
+        if not self._freed:
+            lib.ps_reaper_fork_prepare(self._r)
+
+    def _after_fork_in_parent(self) -> None:
+        if not self._freed:
+            lib.ps_reaper_fork_parent(self._r)
+        self._lock.release()
+
+    def _after_fork_in_child(self) -> list[_Sink]:
+        """In a forked child: the threads are gone.  The C side closes the
         child's copies of the handles it held (so the parent's closes are
-        not held up by them) and fail what was pending here."""
+        not held up by them) and stops; here the reaper is marked closed and
+        the sinks still pending are returned, to be failed."""
+        if not self._freed:
+            lib.ps_reaper_fork_child(self._r)
+            lib.ps_reaper_free(self._r)  # touches no thread after fork_child
+            self._freed = True
         self._forked = True
         self._closed = True
-        self._lock = threading.Lock()
-        holders: list[Done] = []
-        for i in self._order:
-            fd = int(self._ops[i].fd)
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            done = self._slots[i]
-            if done is not None:
-                holders.append(done)
-        for op, done in self._queue:
-            with contextlib.suppress(OSError):
-                os.close(int(op.fd))
-            holders.append(done)
-        self._queue.clear()
-        self._order.clear()
+        self._stopped = True
         self._in_flight = 0
-        for s in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                s.close()
-        exc = ReaperClosedError("the process forked: this close goes on in the parent only")
-        for done in holders:
-            with contextlib.suppress(Exception):
-                done(exc)
+        pending = list(self._sinks.values())
+        self._sinks.clear()
+        self._lock.release()
+        return pending
 
 
 # -- the process-wide default reaper ----------------------------------------
@@ -674,19 +629,50 @@ def default_reaper() -> Reaper:
 
 def _at_exit() -> None:
     deadline = time.monotonic() + EXIT_TIMEOUT
-    for reaper in list(_reapers):
-        if reaper._pid == os.getpid():
+    with _reapers_lock:
+        reapers = list(_reapers)
+    for reaper in reapers:
+        if not reaper._forked:
             reaper.close(timeout=max(0.0, deadline - time.monotonic()))
 
 
+# The reapers held across a fork (strong references until it is over).
+_forking: list[Reaper] = []
+
+
+def _before_fork() -> None:
+    _reapers_lock.acquire()
+    _forking[:] = list(_reapers)
+    for reaper in _forking:
+        reaper._before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for reaper in _forking:
+        reaper._after_fork_in_parent()
+    _forking.clear()
+    _reapers_lock.release()
+
+
 def _after_fork_in_child() -> None:
-    global _default, _default_lock
+    global _default, _default_lock, _reapers_lock, _taken_lock
     _default_lock = threading.Lock()
+    _taken_lock = threading.Lock()
     _default = None
-    for reaper in list(_reapers):
-        reaper._after_fork_in_child()
+    pending: list[_Sink] = []
+    for reaper in _forking:
+        pending.extend(reaper._after_fork_in_child())
+    _forking.clear()
+    _reapers_lock = threading.Lock()
+    exc = ReaperClosedError("the process forked: this close goes on in the parent only")
+    for sink in pending:
+        Reaper._deliver(sink, exc)
 
 
 atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -1,17 +1,22 @@
 """Lingering close for asyncio servers, without ever blocking the loop.
 
 ``await close(sock, policy)`` hands the socket to a :class:`pysock.Reaper`
-(the process-wide :func:`pysock.default_reaper` unless one is given), which
-lingers it on its own thread; the loop only submits and is told the result.
+(the process-wide :func:`pysock.default_reaper` unless one is given), whose
+native thread lingers it without the GIL; the loop only submits and is told
+the result.
 ``await close_transport(transport, policy)`` does the same for a
 ``Protocol``-based server: it waits until the transport's write buffer is
 flushed, takes the socket over from the transport, and lingers it off the
 loop.
 
-Results reach the loop in batches: one ``call_soon_threadsafe`` per burst of
-completions, and at most ``_BATCH`` futures resolved per loop iteration, so
-10,000 closes finishing at once never stall the loop (see
-``bench/loop_lag.py``).
+Results reach the loop in batches: the reaper's delivery thread harvests
+finished closes from the native thread in batches and puts each loop's
+results into that loop's sink, which wakes the loop once per batch (one
+``call_soon_threadsafe`` while results wait, not one per close); the loop
+then resolves at most ``_BATCH`` awaiting futures per iteration, so 10,000
+closes finishing at once never stall it (see ``bench/loop_lag.py``).  Any
+number of loops in any threads may share one reaper, together with
+``concurrent.futures`` users of it: each loop has its own sink.
 
 Cancelling the awaiting task never leaks the socket: once submitted the
 close goes on in the reaper; a ``close_transport`` cancelled while it waits
@@ -56,7 +61,9 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 
 
 class _LoopSink:
-    """Results from the reaper thread to one event loop, in batches."""
+    """Results from the reaper's delivery thread to one event loop, in
+    batches.  Its deque and flag are under its own lock (no reliance on
+    the GIL: free-threaded CPython too)."""
 
     __slots__ = ("__weakref__", "_items", "_lock", "_loop", "_scheduled")
 
@@ -110,6 +117,9 @@ _sinks_lock = threading.Lock()
 
 
 def _sink(loop: asyncio.AbstractEventLoop) -> _LoopSink:
+    sink = _sinks.get(loop)  # the common case: no lock (a dict lookup)
+    if sink is not None:
+        return sink
     with _sinks_lock:
         sink = _sinks.get(loop)
         if sink is None:

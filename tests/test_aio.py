@@ -8,6 +8,7 @@ import asyncio
 import select
 import socket
 import sys
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -357,3 +358,105 @@ def test_proactor_transport_without_its_internals_is_refused_loudly():
     odd = object.__new__(Odd)  # no __init__: no _sock
     with pytest.raises(TypeError, match="cannot take its socket over silently"):
         aio._take(odd, None)
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        if uvloop is None:
+            pytest.skip("uvloop not installed")
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    if name == "selector":
+        return asyncio.SelectorEventLoop
+    return asyncio.new_event_loop
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_several_loops_in_several_threads_share_one_reaper(kind, make_pair):
+    """Four event loops, each in its own thread, await pysock.aio.close on
+    one Reaper at once while a plain thread uses Reaper.submit: every close
+    gets its own result in its own loop, and every peer reads its response
+    and our FIN."""
+    nloops, each = 4, 12
+    factory = _loop_factory(kind)
+    response = payload(32 * KiB)
+    pairs = [make_pair() for _ in range((nloops + 1) * each)]
+    for k, (server, client) in enumerate(pairs):
+        server.sendall(response)
+        client.sendall(b"r" * k)  # request bytes the server never read
+    started = threading.Barrier(nloops + 2)
+    got: dict[int, list[tuple[int, str, int]]] = {}
+    errors: list[BaseException] = []
+    with Reaper() as r:
+
+        def run_loop(t: int) -> None:
+            loop = factory()
+
+            async def one(k: int) -> tuple[int, str, int]:
+                result = await aio.close(pairs[k][0], pysock.Drain(timeout=10), reaper=r)
+                assert asyncio.get_running_loop() is loop  # resolved in this loop
+                return k, result.reason, result.drained
+
+            async def main() -> list[tuple[int, str, int]]:
+                started.wait(5)
+                tasks = [asyncio.ensure_future(one(k)) for k in range(t * each, (t + 1) * each)]
+                return await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+            try:
+                got[t] = loop.run_until_complete(main())
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                loop.close()
+
+        def plain() -> None:
+            try:
+                started.wait(5)
+                base = nloops * each
+                futs = [
+                    r.submit(pairs[k][0], pysock.Drain(timeout=10))
+                    for k in range(base, base + each)
+                ]
+                got[nloops] = [
+                    (base + j, f.result(10).reason, f.result(10).drained)
+                    for j, f in enumerate(futs)
+                ]
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=run_loop, args=(t,)) for t in range(nloops)]
+        workers.append(threading.Thread(target=plain))
+        for w in workers:
+            w.start()
+        started.wait(5)
+        for _, client in pairs:  # each peer reads everything, then our FIN, then closes
+            assert recv_all(client) == (response, "eof")
+            client.shutdown(socket.SHUT_WR)
+        for w in workers:
+            w.join(20)
+        assert not errors
+    assert sorted(x for v in got.values() for x in v) == [(k, "eof", k) for k in range(len(pairs))]
+    assert r.stats().by_reason == {"eof": len(pairs)}
+
+
+def test_cancelled_await_the_close_goes_on_and_the_peer_gets_data_and_fin(run, make_pair):
+    r = Reaper()
+    server, client = make_pair()
+    response = payload(128 * KiB)
+    server.sendall(response)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(aio.close(server, pysock.Drain(timeout=10), reaper=r))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert server.fileno() == -1  # submitted
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(main())
+    assert recv_all(client) == (response, "eof")  # the drain went on: all of it, then FIN
+    client.sendall(b"x" * 1000)
+    client.shutdown(socket.SHUT_WR)
+    r.close()  # the drain ends at the peer's EOF
+    assert (r.stats().by_reason, r.stats().in_flight) == ({"eof": 1}, 0)
+    assert client.recv(1) == b""  # and no reset

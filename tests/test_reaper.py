@@ -412,12 +412,25 @@ def test_fork_child_gets_its_own_reaper_and_does_not_hold_the_parents(make_pair)
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_reaper_thread_is_a_daemon_and_stops_on_close():
-    r = Reaper(max_in_flight=4)
-    thread = r._thread
-    assert thread.daemon and thread.is_alive()
+def test_delivery_thread_is_a_daemon_and_stops_on_close():
+    r = Reaper(max_in_flight=4, name="my-reaper")
+    thread = r._thread  # the delivery thread; the engine's is native
+    assert thread.daemon and thread.is_alive() and thread.name == "my-reaper"
     r.close()
     assert not thread.is_alive()
+    assert r._freed  # the native reaper is freed once the last result is out
+
+
+def test_done_callbacks_run_in_the_delivery_thread(reaper, tcp_pair):
+    server, client = tcp_pair
+    ran_in: list[str] = []
+    called = threading.Event()
+    fut = reaper.submit(server, pysock.Drain(timeout=5))
+    fut.add_done_callback(lambda f: (ran_in.append(threading.current_thread().name), called.set()))
+    client.close()
+    assert fut.result(5).reason == "eof"
+    assert called.wait(5)
+    assert ran_in == [reaper._thread.name]
 
 
 def test_bad_max_in_flight():
@@ -667,3 +680,262 @@ def test_an_explicit_cap_grows_no_further(make_pair):
         stats = r.stats()
         assert (stats.in_flight, stats.reclaimed, stats.max_in_flight) == (10, 2, 10)
         r.close(timeout=0)
+
+
+# -- the native reaper: shutdown, fork, exit, many submitters ------------------
+
+
+@wine_xfail(WINE_RST_AS_EOF)
+def test_close_with_closes_in_flight_finishes_them_by_policy_then_timeout_0_aborts(make_pair):
+    """close(timeout) lets each close in flight finish by its own policy;
+    with timeout 0 what is left is aborted at once and its peer sees RST."""
+    response = payload(64 * KiB)
+    finishing = [make_pair() for _ in range(3)]
+    stuck = [make_pair() for _ in range(3)]
+    r = Reaper()
+    futs = []
+    for server, _ in finishing + stuck:
+        server.sendall(response)
+        futs.append(r.submit(server, pysock.Drain(timeout=30)))
+    for _, client in finishing + stuck:  # every drain has begun: data, then our FIN
+        assert recv_all(client) == (response, "eof")
+    for _, client in finishing:
+        client.shutdown(socket.SHUT_WR)  # these peers are done: their drains end at EOF
+    for fut in futs[:3]:
+        assert fut.result(5).reason == "eof"
+    t0 = time.monotonic()
+    r.close(timeout=0)
+    assert time.monotonic() - t0 < 2
+    assert all(f.done() for f in futs)  # close returns after every result is out
+    for fut in futs[3:]:
+        result = fut.result(0)
+        assert (result.how, result.reason) == ("abortive", "timeout")
+    for _, client in stuck:
+        assert reset_after_eof(client)
+    for _, client in finishing:  # no reset for those that finished
+        assert client.recv(1) == b""
+    stats = r.stats()
+    assert (stats.in_flight, stats.done, stats.by_reason) == (0, 6, {"eof": 3, "timeout": 3})
+
+
+def test_close_without_timeout_waits_for_in_flight_closes_to_end_at_eof(make_pair, threads):
+    pairs = [make_pair() for _ in range(4)]
+    r = Reaper()
+    futs = [r.submit(server, pysock.Drain(timeout=30)) for server, _ in pairs]
+    for _, client in pairs:
+        assert recv_all(client) == (b"", "eof")  # every drain has begun
+
+    def peers_finish() -> None:
+        for _, client in pairs:
+            client.sendall(b"late request bytes")
+            client.shutdown(socket.SHUT_WR)
+
+    closer = threading.Thread(target=r.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # close waits for the drains
+    threads.start(peers_finish)
+    closer.join(10)
+    assert not closer.is_alive()
+    assert [(f.result(0).reason, f.result(0).drained) for f in futs] == [("eof", 18)] * 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_fails_the_childs_pending_futures_and_the_parents_closes_complete(make_pair):
+    """Around fork the native thread is parked; in the child the inherited
+    reaper's pending futures fail with ReaperClosedError and it refuses
+    work; in the parent the close goes on: the peer reads all our data,
+    then our FIN, and its own FIN ends the drain."""
+    r = Reaper()
+    server, client = make_pair()
+    response = payload(200 * KiB)
+    server.sendall(response[: 100 * KiB])
+    client.sendall(b"q" * 5000)  # request bytes the server never read
+    fut = r.submit(server, pysock.Drain(timeout=30))
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: always os._exit
+        code = 1
+        try:
+            os.close(report_r)
+            lines = []
+            try:
+                fut.result(5)
+                lines.append("resolved")
+            except ReaperClosedError as exc:
+                lines.append(f"failed: {'forked' in str(exc)}")
+            lines.append(f"closed: {r.closed}")
+            try:
+                r.submit(socket.socket(), pysock.Drain())
+            except ReaperClosedError as exc:
+                lines.append(f"refused: {'parent' in str(exc)}")
+            lines.append(f"exhausted: {r.descriptors_exhausted().result(5)}")
+            os.write(report_w, ("\n".join(lines) + "\n").encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(report_w)
+    try:
+        report = b""
+        while True:
+            readable, _, _ = select.select([report_r], [], [], 10)
+            assert readable, f"the child did not report: {report!r}"
+            more = os.read(report_r, 200)
+            if not more:
+                break
+            report += more
+    finally:
+        os.close(report_r)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert report.decode().splitlines() == [
+        "failed: True",
+        "closed: True",
+        "refused: True",
+        "exhausted: 0",
+    ]
+    assert not fut.done()  # the parent's close goes on
+    client.shutdown(socket.SHUT_WR)
+    assert recv_all(client) == (response[: 100 * KiB], "eof")  # all our data, then FIN
+    result = fut.result(5)
+    assert (result.how, result.reason, result.drained) == ("graceful", "eof", 5000)
+    # The parent's reaper still works after the fork.
+    server2, client2 = make_pair()
+    f2 = r.submit(server2, pysock.Drain(timeout=5))
+    client2.close()
+    assert f2.result(5).reason == "eof"
+    r.close()
+
+
+_EXIT_SCRIPT = """
+import atexit, socket, sys, time
+port = int(sys.argv[1])
+def report():  # registered first, so it runs after pysock's own exit handler
+    print("results", " ".join(f.result(0).reason for f in futs), flush=True)
+atexit.register(report)
+import pysock
+futs = []
+for _ in range(2):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"response" * 1000)
+    futs.append(pysock.default_reaper().submit(s, pysock.Drain(timeout=60)))
+print("submitted", flush=True)
+sys.stdin.readline()  # the peers have seen both FINs
+"""
+
+
+@wine_xfail(WINE_RST_AS_EOF)
+def test_interpreter_exit_gives_closes_in_flight_exit_timeout_then_aborts():
+    """A process submits two Drain closes and exits: one peer closes its
+    side and gets a clean end; the other stays silent and gets RST once
+    EXIT_TIMEOUT is over; the process exits within that bound."""
+    from pysock._reaper import EXIT_TIMEOUT
+
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        lst.settimeout(10)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _EXIT_SCRIPT, str(lst.getsockname()[1])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            peers = [lst.accept()[0] for _ in range(2)]
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline().strip() == "submitted"
+            for p in peers:
+                assert recv_all(p) == (b"response" * 1000, "eof")
+            quick, silent = peers
+            quick.shutdown(socket.SHUT_WR)  # its drain ends at EOF before exit
+            time.sleep(0.1)  # (no event tells the child's reaper has seen it)
+            t0 = time.monotonic()
+            proc.stdin.write("exit\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=EXIT_TIMEOUT + 10)
+            elapsed = time.monotonic() - t0
+            assert proc.returncode == 0, err
+            assert out.splitlines()[-1] == "results eof timeout"
+            assert elapsed < EXIT_TIMEOUT + 5
+            assert reset_after_eof(silent)  # aborted at the exit deadline
+            assert quick.recv(1) == b""  # no reset there
+            for p in peers:
+                p.close()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def test_many_submitters_and_reclaims_at_once(make_pair):
+    """A bounded stress: 8 threads submit 50 closes each (Drain, Linger,
+    Graceful, Abortive mixed) to one reaper while another thread reports
+    descriptor exhaustion; every close gets exactly one result, the counts
+    add up, and every peer sees FIN (or RST for Abortive and reclaimed)."""
+    nthreads, each = 8, 50
+    pairs = [make_pair() for _ in range(nthreads * each)]
+    policies = [pysock.Drain(timeout=10), pysock.Linger(10), pysock.Graceful(), pysock.Abortive()]
+    for _, client in pairs:
+        client.shutdown(socket.SHUT_WR)  # each peer is done sending
+    barrier = threading.Barrier(nthreads + 1)
+    futs: list = [None] * len(pairs)
+    errors: list[BaseException] = []
+    reclaims: list[int] = []
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait(5)
+            for k in range(t * each, (t + 1) * each):
+                futs[k] = r.submit(pairs[k][0], policies[k % 4])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def exhaust() -> None:
+        try:
+            barrier.wait(5)
+            for _ in range(5):
+                reclaims.append(r.descriptors_exhausted(2).result(5))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with Reaper() as r:
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(nthreads)]
+        workers.append(threading.Thread(target=exhaust))
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(20)
+        assert not errors
+        results = [f.result(10) for f in futs]
+    stats = r.stats()
+    n = len(pairs)
+    assert (stats.in_flight, stats.done, stats.failed) == (0, n, 0)
+    assert stats.reclaimed == sum(reclaims) == sum(x.reason == "reclaimed" for x in results)
+    assert sum(stats.by_reason.values()) == n
+    for k, (result, (_, client)) in enumerate(zip(results, pairs, strict=True)):
+        if result.reason == "reclaimed" or k % 4 == 3:
+            assert result.how == "abortive"
+        else:
+            assert result.how == "graceful"
+            assert recv_all(client) == (b"", "eof")
+
+
+def test_close_from_a_done_callback_does_not_deadlock(make_pair):
+    """close() called in the delivery thread (a done-callback) stops the
+    reaper without waiting for that thread; the native reaper is freed when
+    the delivery thread ends."""
+    r = Reaper()
+    (s1, c1), (s2, c2) = make_pair(), make_pair()
+    closed = threading.Event()
+    first = r.submit(s1, pysock.Drain(timeout=10))
+    second = r.submit(s2, pysock.Drain(timeout=10))
+    first.add_done_callback(lambda f: (r.close(timeout=0), closed.set()))
+    c1.close()
+    assert closed.wait(5)
+    assert first.result(0).reason == "eof"
+    result = second.result(5)  # aborted by close(timeout=0)
+    assert (result.how, result.reason) == ("abortive", "timeout")
+    r._thread.join(5)
+    assert not r._thread.is_alive() and r._freed
+    assert recv_all(c2)[1] in ("eof", "reset")  # our FIN, then the abort's RST
+    r.close()  # idempotent, from another thread too

@@ -843,6 +843,102 @@ static void test_free_in_flight(void)
     close_peers(c, 3);
 }
 
+/* ps_op_start_stream + ps_reaper_submit_op (how the Python layer submits),
+ * ps_reaper_reclaim_async (its answer is a completion after the closes it
+ * reclaimed) and the descriptor ceiling (ps_reaper_set_fd_limit). */
+#define ASYNC_N 17
+static void test_submit_op_reclaim_async_fd_limit(void)
+{
+    conn c[ASYNC_N + 4];
+    ps_completion out[ASYNC_N + 4];
+    const char *name = "submit_op, then reclaim_async(share): 2 of 17 and the report";
+    ps_reaper *r = new_reaper(name, 0, 0);
+    ps_reaper_stats st;
+    ps_error err;
+    ps_op op;
+    uint64_t soft = 0;
+    size_t i, got, ceiling, want;
+    int ok, k, resets;
+    if (r == NULL)
+        return;
+    if (!conns_or_fail(name, c, ASYNC_N + 4)) {
+        ps_reaper_free(r);
+        return;
+    }
+    ok = 1;
+    for (i = 0; i < ASYNC_N; i++) {
+        ok = ok && ps_op_start_stream(&op, (intptr_t)c[i].ours, PS_DRAIN,
+                                      LONG_TIMEOUT, 0, 0) == PS_PENDING &&
+             ps_reaper_submit_op(r, &op, i + 1, &err) == PS_DONE;
+    }
+    (void)ps_op_start_stream(&op, (intptr_t)c[0].ours, PS_GRACEFUL, 0, 0, 0);
+    check("submit_op refuses an op that is not a started Linger or Drain",
+          ps_reaper_submit_op(r, &op, 99, &err) == PS_FAIL &&
+              err.code == PS_EINVAL && err.step == PS_STEP_ARGS,
+          "err %d step %d", err.code, err.step);
+    ok = ok && ps_reaper_reclaim_async(r, 0, 1000) == PS_DONE;
+    got = harvest_n(r, out, 3, 10000);
+    ps_reaper_get_stats(r, &st);
+    check(name,
+          ok && got == 3 && tokens_once(out, 2, 1) &&
+              out[0].res.reason == PS_REASON_RECLAIMED &&
+              out[1].res.reason == PS_REASON_RECLAIMED &&
+              out[2].token == 1000 &&
+              out[2].status == PS_REAPER_RECLAIM_REPORT &&
+              out[2].res.drained == 2 && st.reclaimed == 2 &&
+              st.done == 2 && st.failed == 0 && st.in_flight == ASYNC_N - 2,
+          "ok %d, harvested %u, report drained %u, done %u failed %u "
+          "in_flight %u",
+          ok, (unsigned)got, got == 3 ? (unsigned)out[2].res.drained : 0u,
+          (unsigned)st.done, (unsigned)st.failed, (unsigned)st.in_flight);
+    ok = ps_reaper_reclaim_async(r, 100, 1001) == PS_DONE;
+    got = harvest_n(r, out, ASYNC_N - 1, 10000);
+    check("reclaim_async(100) with 15 in flight: 15, then the report",
+          ok && got == ASYNC_N - 1 && tokens_once(out, ASYNC_N - 2, 3) &&
+              out[ASYNC_N - 2].token == 1001 &&
+              out[ASYNC_N - 2].res.drained == ASYNC_N - 2,
+          "harvested %u", (unsigned)got);
+    resets = 0;
+    for (i = 0; i < ASYNC_N; i++)
+        resets += peer_end(c[i].peer, 5000) == PEER_RESET;
+    check_wine("every peer reclaimed asynchronously is reset",
+               resets == ASYNC_N, resets == 0, "%d resets", resets);
+
+    /* A reserve that leaves room for 3: the fourth reclaims the oldest. */
+    k = ps_sys_nofile(&soft);
+    if (k == 0) {
+        skip("the descriptor ceiling", "RLIMIT_NOFILE is unlimited here");
+    } else {
+        if (k < 0)
+            soft = 1000; /* Windows: the default the caller gives */
+        ceiling = ps_reaper_fd_ceiling((size_t)soft - 3, 0, 1000);
+        ps_reaper_set_fd_limit(r, (size_t)soft - 3, 0, 1000);
+        for (i = ASYNC_N; i < ASYNC_N + 4; i++)
+            (void)submit_drain(r, c[i].ours, i + 1);
+        got = harvest_n(r, out, 1, 10000);
+        ps_reaper_get_stats(r, &st);
+        check("the descriptor ceiling (3 here) reclaims the oldest at the 4th",
+              ceiling == 3 && got == 1 && out[0].token == ASYNC_N + 1 &&
+                  out[0].res.reason == PS_REASON_RECLAIMED &&
+                  st.in_flight == 3,
+              "ceiling %u, harvested %u, in_flight %u", (unsigned)ceiling,
+              (unsigned)got, (unsigned)st.in_flight);
+        /* nginx-like defaults: soft - max(64, soft / 8); on Windows with
+         * no default soft limit given, none. */
+        want = k < 0 ? 0 : (size_t)(soft - (soft / 8 > 64 ? soft / 8 : 64));
+        check("ps_reaper_fd_ceiling: soft - max(64, soft/8), at least 1",
+              ps_reaper_fd_ceiling((size_t)soft + 10, 0, 1000) == 1 &&
+                  ps_reaper_fd_ceiling(64, 8, 0) == want,
+              "%u, want %u", (unsigned)ps_reaper_fd_ceiling(64, 8, 0),
+              (unsigned)want);
+    }
+    ps_reaper_close(r, 0);
+    check("reclaim_async on a stopped reaper says closed",
+          ps_reaper_reclaim_async(r, 1, 1) == PS_REAPER_CLOSED, "%s", "");
+    close_peers(c, ASYNC_N + 4);
+    ps_reaper_free(r);
+}
+
 /* Each check group, with its wall time (where the time goes, in CI). */
 #define RUN(fn)                                                             \
     do {                                                                    \
@@ -873,6 +969,7 @@ int main(void)
     RUN(test_linger);
     RUN(test_fork);
     RUN(test_free_in_flight);
+    RUN(test_submit_op_reclaim_async_fd_limit);
 
     if (g_wine)
         printf("# %d of the passes are expected Wine deviations\n",
