@@ -631,6 +631,12 @@ static inline void ps_thread_join(ps_thread t)
     WaitForSingleObject(t, INFINITE);
     CloseHandle(t);
 }
+/* The calling thread yields to the process's other threads: the reaper's
+ * threads are background work, a busy server's own threads come first. */
+static inline void ps_thread_background(void)
+{
+    (void)SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
+}
 static inline int ps_mutex_init(ps_mutex *m)
 {
     InitializeSRWLock(m);
@@ -724,6 +730,25 @@ static inline int ps_thread_start(ps_thread *t, ps_thread_main fn, void *arg)
     return rc;
 }
 static inline void ps_thread_join(ps_thread t) { (void)pthread_join(t, NULL); }
+/* The calling thread yields to the process's other threads (see the Windows
+ * version).  Linux: the nice value is per thread (sched(7)), and
+ * setpriority(PRIO_PROCESS, 0) names the calling thread, so the thread's
+ * nice is raised by PS_BACKGROUND_NICE (never lowered, so no privilege is
+ * needed; failure is harmless).  Elsewhere the nice value is per process
+ * and changing it would slow the whole server: nothing is done. */
+#define PS_BACKGROUND_NICE 10
+static inline void ps_thread_background(void)
+{
+#ifdef __linux__
+    int prio;
+    errno = 0;
+    prio = getpriority(PRIO_PROCESS, 0);
+    if (prio == -1 && errno != 0)
+        return;
+    prio = prio + PS_BACKGROUND_NICE > 19 ? 19 : prio + PS_BACKGROUND_NICE;
+    (void)setpriority(PRIO_PROCESS, 0, prio);
+#endif
+}
 static inline int ps_mutex_init(ps_mutex *m) { return pthread_mutex_init(m, NULL); }
 static inline void ps_mutex_destroy(ps_mutex *m) { (void)pthread_mutex_destroy(m); }
 static inline void ps_mutex_lock(ps_mutex *m) { (void)pthread_mutex_lock(m); }

@@ -285,6 +285,11 @@ void ps_reaper_free(ps_reaper *r);
 void ps_reaper_fork_prepare(ps_reaper *r);
 void ps_reaper_fork_parent(ps_reaper *r);
 void ps_reaper_fork_child(ps_reaper *r);
+/* Lower the calling thread's priority below the process's other threads
+ * (Linux: nice +10 for this thread only; Windows: BELOW_NORMAL; elsewhere
+ * nothing, the nice value being per process there).  The reaper's own
+ * thread does it at its start; Python's delivery thread calls it. */
+void ps_background_thread(void);
 
 /* Whether this build discards with MSG_TRUNC (no copy). */
 int ps_drain_zero_copy(void);

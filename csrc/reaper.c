@@ -363,6 +363,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
     size_t k, nfreed;
     ps_error err;
 
+    ps_thread_background();
     for (;;) {
         int closing, has_deadline, woken, stop, rc, slice = SLICE_MS, fd_on;
         uint64_t rq_ticket, fd_default, fd_gen;
@@ -874,3 +875,5 @@ void ps_reaper_fork_child(ps_reaper *r)
     close_pair(r->notify);
     ps_mutex_unlock(&r->lock);
 }
+
+void ps_background_thread(void) { ps_thread_background(); }

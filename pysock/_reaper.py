@@ -458,6 +458,7 @@ class Reaper:
     # -- the delivery thread -------------------------------------------------
 
     def _deliver_main(self) -> None:
+        lib.ps_background_thread()  # as the native thread: the loop's threads come first
         try:
             self._deliver_loop()
         except BaseException:  # pragma: no cover - a bug in pysock

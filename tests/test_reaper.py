@@ -433,6 +433,42 @@ def test_done_callbacks_run_in_the_delivery_thread(reaper, tcp_pair):
     assert ran_in == [reaper._thread.name]
 
 
+def _nice_of_threads() -> dict[int, int]:
+    """Each thread of this process: its nice value (/proc, Linux)."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(FileNotFoundError):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = int(fields[16])  # stat field 19: nice
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_reapers_threads_run_below_the_callers_priority(tcp_pair):
+    server, client = tcp_pair
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    before = set(_nice_of_threads())
+    nice_in_callback: list[int] = []
+    called = threading.Event()
+    r = Reaper()
+    try:
+        fut = r.submit(server, pysock.Drain(timeout=5))
+        fut.add_done_callback(
+            lambda f: (nice_in_callback.append(os.getpriority(os.PRIO_PROCESS, 0)), called.set())
+        )
+        client.close()
+        assert fut.result(5).reason == "eof"  # the native thread has run its loop
+        assert called.wait(5)
+        new = {tid: nice for tid, nice in _nice_of_threads().items() if tid not in before}
+        background = min(19, base + 10)
+        assert sorted(new.values()) == [background, background]  # native + delivery
+        assert nice_in_callback == [background]  # the callback ran in the delivery thread
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the caller's own is untouched
+    finally:
+        r.close()
+
+
 def test_bad_max_in_flight():
     with pytest.raises(ValueError):
         Reaper(max_in_flight=0)
