@@ -25,6 +25,13 @@ short.  :mod:`pysock.aio` hands its results to each event loop instead: one
 wake-up of the loop per batch, and a bounded number of awaiting tasks
 resolved per loop iteration.
 
+Both threads are background work and run below the priority of the
+process's other threads, so that a busy server's event loop comes first
+when the CPUs are short: on Linux each raises its own nice value by 10
+(the nice value is per thread there), on Windows it is
+``THREAD_PRIORITY_BELOW_NORMAL``; elsewhere the nice value is per process,
+so nothing is changed.
+
 Reclamation follows real pressure, as nginx's does: a lingering close in
 flight holds a descriptor, and only when descriptors run short is the
 oldest one aborted (RST, ``reason="reclaimed"``) to make room:
