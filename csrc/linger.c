@@ -127,6 +127,13 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res)
                    start);
 }
 
+int ps_close_fast(intptr_t fd, int abortive, ps_result *res)
+{
+    if (ps_close_now(fd, abortive, res) != PS_DONE)
+        return PS_FAIL;
+    return res->how | (res->acked + 1) << 1;
+}
+
 /* check_type: ask SO_TYPE (is it an open socket? a stream?).  Without it
  * the caller vouches for a stream socket, and the op's first system call on
  * the handle fails on one that is not an open socket, before anything is

@@ -124,6 +124,9 @@ int ps_shutdown(intptr_t fd, int how, ps_error *err);
 
 /* Graceful or Abortive close in one call (the fast path). */
 int ps_close_now(intptr_t fd, int abortive, ps_result *res);
+/* The same, for callers that want fewer field reads: PS_FAIL (res.err), or
+ * how | (acked + 1) << 1 (0..5) with res filled as by ps_close_now. */
+int ps_close_fast(intptr_t fd, int abortive, ps_result *res);
 
 /* Linger, Drain and drain-only: start, wait in slices of at most
  * slice_ms (returns PS_PENDING on a signal or at the end of a slice, so
