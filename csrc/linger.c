@@ -75,10 +75,10 @@ enum { LINGER_OFF, LINGER_ABORT, LINGER_AS_IS };
  * see, close.  `fin_sent`: shutdown(send) was done, so the FIN counts as
  * unacked. */
 static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
-                   double start)
+                   int tcp, double start)
 {
     unsigned long n = 0;
-    int e;
+    int e, input = 1, unacked = 1;
 
     if (linger != LINGER_AS_IS &&
         ps_sys_set_linger(s, linger == LINGER_ABORT, 0) != 0) {
@@ -88,16 +88,23 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
             return PS_FAIL;
         }
     }
+    /* A Graceful close of a TCP socket: one call says which of the two
+     * questions below need asking (both queues empty, the common case: one
+     * system call where there were two). */
+    if (tcp && linger == LINGER_OFF && !fin_sent &&
+        ps_sys_tcp_queues(s, &input, &unacked) == 0 && !unacked)
+        res->acked = 1;
     /* After the peer's FIN was read (recv said 0) the receive queue is
      * empty, and stays so: nothing can follow a FIN.  So no FIONREAD. */
     if (linger == LINGER_ABORT)
         res->how = PS_HOW_ABORTIVE;
     else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
-             !res->peer_eof && ps_sys_pending_input(s, &n) == 0 && n > 0)
+             !res->peer_eof && input && ps_sys_pending_input(s, &n) == 0 &&
+             n > 0)
         res->how = PS_HOW_ABORTIVE; /* the OS answers with RST: say so */
     /* A Linger op that saw everything acknowledged after shutdown(send)
      * need not ask again: with nothing more to send, 0 unacked stays 0. */
-    if (!(fin_sent && res->acked == 1))
+    if (unacked && !(fin_sent && res->acked == 1))
         res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
     if (ps_sys_close(s) != 0) {
         e = ps_sys_error();
@@ -114,7 +121,7 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
     return PS_DONE;
 }
 
-int ps_close_now(intptr_t fd, int abortive, ps_result *res)
+static int close_now(intptr_t fd, int abortive, int tcp, ps_result *res)
 {
     double start = ps_sys_now();
     memset(res, 0, sizeof *res);
@@ -124,12 +131,18 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res)
         return PS_FAIL;
     }
     return release((ps_sock)fd, res, abortive ? LINGER_ABORT : LINGER_OFF, 0,
-                   start);
+                   tcp, start);
 }
 
-int ps_close_fast(intptr_t fd, int abortive, ps_result *res)
+int ps_close_now(intptr_t fd, int abortive, ps_result *res)
 {
-    if (ps_close_now(fd, abortive, res) != PS_DONE)
+    return close_now(fd, abortive, 0, res);
+}
+
+int ps_close_fast(intptr_t fd, int flags, ps_result *res)
+{
+    if (close_now(fd, flags & PS_CLOSE_ABORTIVE, (flags & PS_CLOSE_TCP) != 0,
+                  res) != PS_DONE)
         return PS_FAIL;
     return res->how | (res->acked + 1) << 1;
 }
@@ -332,6 +345,6 @@ int ps_op_finish(ps_op *op)
         if (ps_sys_blocking(s) == 0 && ps_sys_set_linger(s, 1, secs) == 0)
             linger = LINGER_AS_IS;
     }
-    op->phase = release(s, &op->res, linger, op->setup, op->start);
+    op->phase = release(s, &op->res, linger, op->setup, 0, op->start);
     return op->phase == PS_FAIL ? failed(op) : op->phase;
 }

@@ -176,6 +176,7 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
+#include <linux/sock_diag.h>
 #ifndef PS_FORCE_POLL
 #include <sys/epoll.h>
 #endif
@@ -315,6 +316,34 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
     *n = (unsigned long)(v < 0 ? 0 : v);
     return 0;
 }
+/* For a TCP socket: *input = 0 if there is certainly no unread input,
+ * *unacked = 0 if nothing sent is certainly all acknowledged (1: maybe,
+ * ask FIONREAD or SIOCOUTQ); -1 if the OS cannot say (ask both).
+ * SO_MEMINFO (Linux 4.12+) gives the socket's memory counters in one call:
+ * every skb in the receive queue is charged to rmem_alloc (the backlog to
+ * its own counter), every skb of the write and retransmit queues to
+ * wmem_queued, and SIOCOUTQ > 0 means some skb still holds unacknowledged
+ * bytes.  So a zero answers its question; anything else (data, a FIN-only
+ * skb, the error queue) leaves it to the exact call.  Not for AF_UNIX,
+ * whose queued input is charged to the sender. */
+static inline int ps_sys_tcp_queues(ps_sock s, int *input, int *unacked)
+{
+#ifdef SO_MEMINFO
+    uint32_t m[SK_MEMINFO_VARS];
+    socklen_t len = (socklen_t)sizeof m;
+    if (getsockopt(s, SOL_SOCKET, SO_MEMINFO, m, &len) != 0 ||
+        len < (socklen_t)sizeof m)
+        return -1;
+    *input = m[SK_MEMINFO_RMEM_ALLOC] != 0 || m[SK_MEMINFO_BACKLOG] != 0;
+    *unacked = m[SK_MEMINFO_WMEM_QUEUED] != 0;
+    return 0;
+#else
+    (void)s;
+    (void)input;
+    (void)unacked;
+    return -1;
+#endif
+}
 #elif defined(__APPLE__)
 /* TCP_CONNECTION_INFO (public since OS X 10.11, xnu-3247): tcpi_state is
  * the TCP state, tcpi_snd_sbbytes the bytes in the send buffer, which TCP
@@ -376,6 +405,17 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 #endif
 
 #endif /* _WIN32 */
+
+#ifndef __linux__
+/* One question for two: only Linux has it (see above). */
+static inline int ps_sys_tcp_queues(ps_sock s, int *input, int *unacked)
+{
+    (void)s;
+    (void)input;
+    (void)unacked;
+    return -1;
+}
+#endif
 
 /* ------------------------------------------------------- the same on both */
 

@@ -9,6 +9,7 @@ signal interrupts the wait, control is back in Python so signal handlers run
 
 from __future__ import annotations
 
+import _socket
 import socket
 import sys
 import threading
@@ -50,6 +51,13 @@ _ps_close_fast = lib.ps_close_fast
 _ffi_new = ffi.new
 _RESULT_P = ffi.typeof("ps_result *")
 _SOCKET = socket.socket
+# The raw family and type of a socket object (socket.socket's own properties
+# build enums: ten times slower).
+_family = _socket.socket.family.__get__
+_type = _socket.socket.type.__get__
+_INET = (socket.AF_INET, getattr(socket, "AF_INET6", -1))
+_STREAM = socket.SOCK_STREAM
+_CLOSE_TCP = lib.PS_CLOSE_TCP
 
 _GRACEFUL = Graceful()
 _HOWS = ("graceful", "abortive")
@@ -203,6 +211,8 @@ def _close_now(sock: Socket, abortive: int) -> CloseResult:
         owner: socket.socket | None = sock
         if fd == -1:
             _handle(sock)  # raises
+        if not abortive and _family(sock) in _INET and _type(sock) == _STREAM:
+            abortive = _CLOSE_TCP  # Graceful: one question fewer (Linux)
     else:
         fd, owner = _handle(sock)
     try:
