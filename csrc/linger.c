@@ -285,8 +285,9 @@ void ps_op_expire(ps_op *op, int reason)
     op->phase = PS_CLOSING;
 }
 
-/* Non-blocking progress; sets and returns op->phase. */
-int ps_op_step(ps_op *op)
+/* Non-blocking progress (but for a wait the engine asks for); sets and
+ * returns op->phase. */
+int ps_op_step(ps_op *op, char *buf, size_t len, int wait)
 {
     int r;
     unsigned long n = 0;
@@ -302,7 +303,9 @@ int ps_op_step(ps_op *op)
         if (r != PS_PENDING)
             return op->phase = r;
     }
-    r = op->res.peer_eof ? 0 : ps_drain_burst(op);
+    r = op->res.peer_eof ? 0 : ps_drain_burst(op, buf, len, wait);
+    if (r == PS_DRAIN_INTR)
+        return PS_DRAIN_INTR;
     if (r == 1 && (op->kind != PS_LINGER || op->res.reason != PS_REASON_EOF)) {
         /* eof, reset or max_bytes: Drain is over */
         if (op->kind == PS_DRAIN_ONLY)

@@ -129,6 +129,32 @@ static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
 {
     return (long)recv(s, buf, (int)(len > 0x7fffffff ? 0x7fffffff : len), 0);
 }
+/* A drain waits in poll, never in recv: an op's socket is non-blocking
+ * (FIONBIO, see above), so the blocking-recv drain of POSIX is off. */
+#define PS_SYS_BLOCKING_DRAIN 0
+typedef DWORD ps_timeo;
+static inline int ps_sys_is_blocking(ps_sock s)
+{
+    (void)s;
+    return -1;
+}
+static inline int ps_sys_get_rcvtimeo(ps_sock s, ps_timeo *t)
+{
+    (void)s;
+    (void)t;
+    return -1;
+}
+static inline int ps_sys_set_rcvtimeo(ps_sock s, const ps_timeo *t)
+{
+    (void)s;
+    (void)t;
+    return -1;
+}
+static inline void ps_sys_timeo_ms(ps_timeo *t, int ms) { *t = (DWORD)ms; }
+static inline long ps_sys_recv_discard_wait(ps_sock s, char *buf, size_t len)
+{
+    return ps_sys_recv_discard(s, buf, len);
+}
 static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
 {
     u_long v = 0;
@@ -172,6 +198,8 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -296,6 +324,37 @@ static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
 {
     return (long)recv(s, buf, len, PS_SYS_DISCARD_FLAGS);
 }
+/* A long drain of one blocking socket waits in recv itself, bounded by
+ * SO_RCVTIMEO (set by the engine, restored after): one system call per
+ * wake where poll + recv were two.  A signal interrupts it with EINTR (a
+ * socket timeout is never restarted, even under SA_RESTART: signal(7)),
+ * the timeout ends it with EAGAIN. */
+#define PS_SYS_BLOCKING_DRAIN 1
+typedef struct timeval ps_timeo;
+/* 1 blocking, 0 non-blocking (O_NONBLOCK), -1 error. */
+static inline int ps_sys_is_blocking(ps_sock s)
+{
+    int fl = fcntl(s, F_GETFL);
+    return fl < 0 ? -1 : (fl & O_NONBLOCK) == 0;
+}
+static inline int ps_sys_get_rcvtimeo(ps_sock s, ps_timeo *t)
+{
+    socklen_t len = (socklen_t)sizeof *t;
+    return getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, t, &len);
+}
+static inline int ps_sys_set_rcvtimeo(ps_sock s, const ps_timeo *t)
+{
+    return setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, t, (socklen_t)sizeof *t);
+}
+static inline void ps_sys_timeo_ms(ps_timeo *t, int ms)
+{
+    t->tv_sec = ms / 1000;
+    t->tv_usec = (ms % 1000) * 1000;
+}
+static inline long ps_sys_recv_discard_wait(ps_sock s, char *buf, size_t len)
+{
+    return (long)recv(s, buf, len, PS_SYS_DISCARD_FLAGS & ~MSG_DONTWAIT);
+}
 static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
 {
     int v = 0;
@@ -416,6 +475,13 @@ static inline int ps_sys_tcp_queues(ps_sock s, int *input, int *unacked)
     return -1;
 }
 #endif
+
+/* The drain's read size, and the size of each engine's discard buffer: with
+ * MSG_TRUNC a TCP recv writes nothing, so on Linux it is large (the pages
+ * of a malloc'd buffer that is never written cost no memory) to discard a
+ * full receive buffer in few system calls; still real memory, because
+ * Linux ignores MSG_TRUNC on AF_UNIX streams and copies. */
+#define PS_SYS_DRAIN_CHUNK (PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024)
 
 /* ------------------------------------------------------- the same on both */
 

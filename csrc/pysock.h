@@ -270,8 +270,12 @@ int ps_drain_zero_copy(void);
 /* cdef-end */
 
 /* Internal to the core (linger.c, drain.c, reap.c). */
-int ps_op_step(ps_op *op);
-int ps_drain_burst(ps_op *op);
+/* Progress of a pending op, reading into buf (len bytes: an engine's own
+ * discard buffer).  wait: the op's first read may block (see drain.c).
+ * Returns the phase, or PS_DRAIN_INTR if a signal interrupted that wait. */
+enum { PS_DRAIN_INTR = -2 };
+int ps_op_step(ps_op *op, char *buf, size_t len, int wait);
+int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait);
 void ps_op_expire(ps_op *op, int reason);
 void ps_set_error(ps_error *err, int oserr, int step);
 /* reaper.c's growth of its engine (reap.c). */
