@@ -65,6 +65,13 @@ int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait)
                 return PS_DRAIN_INTR; /* back to the caller's handlers */
             continue;
         }
+        if (e == PS_OS_ENOTCONN && op->res.drained == 0 &&
+            op->kind != PS_DRAIN_ONLY) {
+            /* Never connected: a listener, whose shutdown(send) succeeded
+             * (Linux), or a connect the shutdown cancelled. */
+            op->res.reason = PS_REASON_NOT_CONNECTED;
+            return 1;
+        }
         /* Any other receive error is the connection failing (RST,
          * keepalive timeout, unreachable): it ends like a reset. */
         op->res.reason = PS_REASON_RESET;

@@ -209,7 +209,12 @@ int ps_op_start_stream(ps_op *op, intptr_t fd, int kind, double timeout,
 /* The first step of a Linger or Drain: is it connected? shutdown(send).
  * A connection that ended before the close began is told apart: reset by
  * the peer (also after its FIN), never connected (or a listener), or closed
- * by both sides with input still to read. */
+ * by both sides with input still to read.  For Linger and Drain the
+ * shutdown is the connected check (one system call where getpeername and
+ * shutdown were two): it fails with ENOTCONN on a socket that is not
+ * connected - never connected, reset, closed by both sides - and does
+ * nothing else there (Linux, a listener: it succeeds, and the first recv
+ * says ENOTCONN: drain.c).  drain() makes no shutdown: getpeername. */
 static int setup(ps_op *op)
 {
     ps_sock s = (ps_sock)op->fd;
@@ -218,39 +223,42 @@ static int setup(ps_op *op)
     op->setup = 1;
     if (ps_sys_nonblocking(s) != 0)
         return fail(&op->res.err, PS_STEP_IOCTL);
-    c = ps_sys_connected(s, &pending_error);
-    if (c < 0)
-        return fail(&op->res.err, PS_STEP_SHUTDOWN);
-    if (c == 0) {
-        switch (ps_sys_ended(s, pending_error)) {
-        case PS_ENDED_RESET:
+    if (op->kind != PS_DRAIN_ONLY) {
+        if (ps_sys_shutdown(s, PS_SHUT_SEND) == 0)
+            return PS_PENDING;
+        e = ps_sys_error();
+        if (ps_sys_is_reset(e)) {
             op->res.reason = PS_REASON_RESET;
             op->res.how = PS_HOW_ABORTIVE;
-            return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
-        case PS_ENDED_CLOSED:
-            return PS_PENDING; /* read what is left, then EOF */
-        default:
-            if (op->kind == PS_DRAIN_ONLY) {
-                ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
-                return PS_FAIL;
-            }
-            op->res.reason = PS_REASON_NOT_CONNECTED;
             return PS_CLOSING;
         }
-    }
-    if (op->kind != PS_DRAIN_ONLY && ps_sys_shutdown(s, PS_SHUT_SEND) != 0) {
-        e = ps_sys_error();
-        if (e == PS_OS_ENOTCONN) {
-            op->res.reason = PS_REASON_NOT_CONNECTED;
-            return PS_CLOSING;
+        if (e != PS_OS_ENOTCONN) {
+            ps_set_error(&op->res.err, e, PS_STEP_SHUTDOWN);
+            return PS_FAIL;
         }
-        if (!ps_sys_is_reset(e))
+        pending_error = ps_sys_pending_error(s);
+    } else {
+        c = ps_sys_connected(s, &pending_error);
+        if (c < 0)
             return fail(&op->res.err, PS_STEP_SHUTDOWN);
+        if (c > 0)
+            return PS_PENDING;
+    }
+    switch (ps_sys_ended(s, pending_error)) {
+    case PS_ENDED_RESET:
         op->res.reason = PS_REASON_RESET;
         op->res.how = PS_HOW_ABORTIVE;
+        return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
+    case PS_ENDED_CLOSED:
+        return PS_PENDING; /* read what is left, then EOF */
+    default:
+        if (op->kind == PS_DRAIN_ONLY) {
+            ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
+            return PS_FAIL;
+        }
+        op->res.reason = PS_REASON_NOT_CONNECTED;
         return PS_CLOSING;
     }
-    return PS_PENDING;
 }
 
 /* An op that failed leaves the socket open: on Windows back in blocking mode
@@ -310,7 +318,8 @@ int ps_op_step(ps_op *op, char *buf, size_t len, int wait)
         /* eof, reset or max_bytes: Drain is over */
         if (op->kind == PS_DRAIN_ONLY)
             return drain_only_done(op);
-        if (op->res.reason != PS_REASON_EOF)
+        if (op->res.reason != PS_REASON_EOF &&
+            op->res.reason != PS_REASON_NOT_CONNECTED)
             op->res.how = PS_HOW_ABORTIVE;
         return op->phase = PS_CLOSING;
     }

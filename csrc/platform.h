@@ -519,6 +519,16 @@ static inline int ps_sys_socktype(ps_sock s, int *type)
 
 static inline int ps_sys_is_stream(int type) { return type == SOCK_STREAM; }
 
+/* SO_ERROR (and clears it); 0 if it cannot be read. */
+static inline int ps_sys_pending_error(ps_sock s)
+{
+    int v = 0;
+    socklen_t len = (socklen_t)sizeof v;
+    if (getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&v, &len) != 0)
+        return 0;
+    return v;
+}
+
 /* 1 connected, 0 not connected (never connected, listening, or reset; then
  * *pending_error holds SO_ERROR), -1 on another error. */
 static inline int ps_sys_connected(ps_sock s, int *pending_error)
