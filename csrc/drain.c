@@ -1,34 +1,32 @@
 /* drain.c - the drain loop, the one hot loop of pysock.
  *
  * Read and discard until the socket would block: on Linux recv(MSG_TRUNC)
- * discards in the kernel without copying, elsewhere into one 64 KiB buffer.
+ * discards in the kernel without copying, elsewhere into a 64 KiB buffer.
  * No allocation, no clock read: the waiting (poll, deadlines, idle timer)
  * is reap.c's, one clock read per wait.
+ *
+ * The discard buffer is the caller's (one per engine, reap.c): the kernel
+ * writes into it wherever recv copies (everywhere but a Linux TCP socket
+ * with MSG_TRUNC), so a buffer shared between threads - the reaper's
+ * thread and Python threads draining at once - would be a data race.
  */
 #include "platform.h"
-
-/* Written by the kernel, never read: sharing it between threads is
- * harmless, and it keeps the loop free of allocation.  With MSG_TRUNC a TCP
- * recv writes nothing, so on Linux the buffer is large (untouched .bss pages
- * cost no memory) to discard a full receive buffer in few system calls; it
- * is still real memory because Linux ignores MSG_TRUNC on AF_UNIX streams
- * and copies. */
-static char ps_discard[PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024];
-#define PS_DRAIN_CHUNK sizeof ps_discard
 
 /* Reads per burst: a peer that floods faster than we discard must not keep
  * the loop from its deadlines (the level-triggered wait reports the socket
  * again at once). */
 #define PS_BURST_CALLS 64
 
-/* 0: would block (or the budget is spent); 1: over (res.reason is eof,
- * reset or max_bytes). */
-int ps_drain_burst(ps_op *op)
+/* 0: would block, the wait timed out, or the budget is spent; 1: over
+ * (res.reason is eof, reset or max_bytes); PS_DRAIN_INTR: a signal
+ * interrupted the first read, when it waited.  wait: the first read blocks
+ * (a blocking socket, its SO_RCVTIMEO bounding the wait: reap.c). */
+int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait)
 {
     ps_sock s = (ps_sock)op->fd;
     int calls;
     for (calls = 0;; calls++) {
-        size_t want = PS_DRAIN_CHUNK;
+        size_t want = len;
         long n;
         int e;
         if (op->max_bytes) {
@@ -42,7 +40,8 @@ int ps_drain_burst(ps_op *op)
         }
         if (calls == PS_BURST_CALLS)
             return 0;
-        n = ps_sys_recv_discard(s, ps_discard, want);
+        n = wait && calls == 0 ? ps_sys_recv_discard_wait(s, buf, want)
+                               : ps_sys_recv_discard(s, buf, want);
         if (n > 0) {
             op->res.drained += (uint64_t)n;
             op->got_data = 1;
@@ -61,8 +60,18 @@ int ps_drain_burst(ps_op *op)
         e = ps_sys_error();
         if (e == PS_OS_EWOULDBLOCK || e == PS_OS_EAGAIN)
             return 0;
-        if (e == PS_OS_EINTR)
+        if (e == PS_OS_EINTR) {
+            if (wait && calls == 0)
+                return PS_DRAIN_INTR; /* back to the caller's handlers */
             continue;
+        }
+        if (e == PS_OS_ENOTCONN && op->res.drained == 0 &&
+            op->kind != PS_DRAIN_ONLY) {
+            /* Never connected: a listener, whose shutdown(send) succeeded
+             * (Linux), or a connect the shutdown cancelled. */
+            op->res.reason = PS_REASON_NOT_CONNECTED;
+            return 1;
+        }
         /* Any other receive error is the connection failing (RST,
          * keepalive timeout, unreachable): it ends like a reset. */
         op->res.reason = PS_REASON_RESET;

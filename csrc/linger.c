@@ -75,10 +75,10 @@ enum { LINGER_OFF, LINGER_ABORT, LINGER_AS_IS };
  * see, close.  `fin_sent`: shutdown(send) was done, so the FIN counts as
  * unacked. */
 static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
-                   double start)
+                   int tcp, double start)
 {
     unsigned long n = 0;
-    int e;
+    int e, input = 1, unacked = 1;
 
     if (linger != LINGER_AS_IS &&
         ps_sys_set_linger(s, linger == LINGER_ABORT, 0) != 0) {
@@ -88,16 +88,23 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
             return PS_FAIL;
         }
     }
+    /* A Graceful close of a TCP socket: one call says which of the two
+     * questions below need asking (both queues empty, the common case: one
+     * system call where there were two). */
+    if (tcp && linger == LINGER_OFF && !fin_sent &&
+        ps_sys_tcp_queues(s, &input, &unacked) == 0 && !unacked)
+        res->acked = 1;
     /* After the peer's FIN was read (recv said 0) the receive queue is
      * empty, and stays so: nothing can follow a FIN.  So no FIONREAD. */
     if (linger == LINGER_ABORT)
         res->how = PS_HOW_ABORTIVE;
     else if (res->how == PS_HOW_GRACEFUL && PS_SYS_UNREAD_INPUT_RESETS &&
-             !res->peer_eof && ps_sys_pending_input(s, &n) == 0 && n > 0)
+             !res->peer_eof && input && ps_sys_pending_input(s, &n) == 0 &&
+             n > 0)
         res->how = PS_HOW_ABORTIVE; /* the OS answers with RST: say so */
     /* A Linger op that saw everything acknowledged after shutdown(send)
      * need not ask again: with nothing more to send, 0 unacked stays 0. */
-    if (!(fin_sent && res->acked == 1))
+    if (unacked && !(fin_sent && res->acked == 1))
         res->acked = ps_sys_unacked(s, fin_sent, &n) != 0 ? -1 : n == 0;
     if (ps_sys_close(s) != 0) {
         e = ps_sys_error();
@@ -114,7 +121,7 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
     return PS_DONE;
 }
 
-int ps_close_now(intptr_t fd, int abortive, ps_result *res)
+static int close_now(intptr_t fd, int abortive, int tcp, ps_result *res)
 {
     double start = ps_sys_now();
     memset(res, 0, sizeof *res);
@@ -124,7 +131,20 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res)
         return PS_FAIL;
     }
     return release((ps_sock)fd, res, abortive ? LINGER_ABORT : LINGER_OFF, 0,
-                   start);
+                   tcp, start);
+}
+
+int ps_close_now(intptr_t fd, int abortive, ps_result *res)
+{
+    return close_now(fd, abortive, 0, res);
+}
+
+int ps_close_fast(intptr_t fd, int flags, ps_result *res)
+{
+    if (close_now(fd, flags & PS_CLOSE_ABORTIVE, (flags & PS_CLOSE_TCP) != 0,
+                  res) != PS_DONE)
+        return PS_FAIL;
+    return res->how | (res->acked + 1) << 1;
 }
 
 /* check_type: ask SO_TYPE (is it an open socket? a stream?).  Without it
@@ -189,7 +209,12 @@ int ps_op_start_stream(ps_op *op, intptr_t fd, int kind, double timeout,
 /* The first step of a Linger or Drain: is it connected? shutdown(send).
  * A connection that ended before the close began is told apart: reset by
  * the peer (also after its FIN), never connected (or a listener), or closed
- * by both sides with input still to read. */
+ * by both sides with input still to read.  For Linger and Drain the
+ * shutdown is the connected check (one system call where getpeername and
+ * shutdown were two): it fails with ENOTCONN on a socket that is not
+ * connected - never connected, reset, closed by both sides - and does
+ * nothing else there (Linux, a listener: it succeeds, and the first recv
+ * says ENOTCONN: drain.c).  drain() makes no shutdown: getpeername. */
 static int setup(ps_op *op)
 {
     ps_sock s = (ps_sock)op->fd;
@@ -198,39 +223,42 @@ static int setup(ps_op *op)
     op->setup = 1;
     if (ps_sys_nonblocking(s) != 0)
         return fail(&op->res.err, PS_STEP_IOCTL);
-    c = ps_sys_connected(s, &pending_error);
-    if (c < 0)
-        return fail(&op->res.err, PS_STEP_SHUTDOWN);
-    if (c == 0) {
-        switch (ps_sys_ended(s, pending_error)) {
-        case PS_ENDED_RESET:
+    if (op->kind != PS_DRAIN_ONLY) {
+        if (ps_sys_shutdown(s, PS_SHUT_SEND) == 0)
+            return PS_PENDING;
+        e = ps_sys_error();
+        if (ps_sys_is_reset(e)) {
             op->res.reason = PS_REASON_RESET;
             op->res.how = PS_HOW_ABORTIVE;
-            return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
-        case PS_ENDED_CLOSED:
-            return PS_PENDING; /* read what is left, then EOF */
-        default:
-            if (op->kind == PS_DRAIN_ONLY) {
-                ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
-                return PS_FAIL;
-            }
-            op->res.reason = PS_REASON_NOT_CONNECTED;
             return PS_CLOSING;
         }
-    }
-    if (op->kind != PS_DRAIN_ONLY && ps_sys_shutdown(s, PS_SHUT_SEND) != 0) {
-        e = ps_sys_error();
-        if (e == PS_OS_ENOTCONN) {
-            op->res.reason = PS_REASON_NOT_CONNECTED;
-            return PS_CLOSING;
+        if (e != PS_OS_ENOTCONN) {
+            ps_set_error(&op->res.err, e, PS_STEP_SHUTDOWN);
+            return PS_FAIL;
         }
-        if (!ps_sys_is_reset(e))
+        pending_error = ps_sys_pending_error(s);
+    } else {
+        c = ps_sys_connected(s, &pending_error);
+        if (c < 0)
             return fail(&op->res.err, PS_STEP_SHUTDOWN);
+        if (c > 0)
+            return PS_PENDING;
+    }
+    switch (ps_sys_ended(s, pending_error)) {
+    case PS_ENDED_RESET:
         op->res.reason = PS_REASON_RESET;
         op->res.how = PS_HOW_ABORTIVE;
+        return op->kind == PS_DRAIN_ONLY ? PS_DONE : PS_CLOSING;
+    case PS_ENDED_CLOSED:
+        return PS_PENDING; /* read what is left, then EOF */
+    default:
+        if (op->kind == PS_DRAIN_ONLY) {
+            ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
+            return PS_FAIL;
+        }
+        op->res.reason = PS_REASON_NOT_CONNECTED;
         return PS_CLOSING;
     }
-    return PS_PENDING;
 }
 
 /* An op that failed leaves the socket open: on Windows back in blocking mode
@@ -265,8 +293,9 @@ void ps_op_expire(ps_op *op, int reason)
     op->phase = PS_CLOSING;
 }
 
-/* Non-blocking progress; sets and returns op->phase. */
-int ps_op_step(ps_op *op)
+/* Non-blocking progress (but for a wait the engine asks for); sets and
+ * returns op->phase. */
+int ps_op_step(ps_op *op, char *buf, size_t len, int wait)
 {
     int r;
     unsigned long n = 0;
@@ -282,12 +311,15 @@ int ps_op_step(ps_op *op)
         if (r != PS_PENDING)
             return op->phase = r;
     }
-    r = op->res.peer_eof ? 0 : ps_drain_burst(op);
+    r = op->res.peer_eof ? 0 : ps_drain_burst(op, buf, len, wait);
+    if (r == PS_DRAIN_INTR)
+        return PS_DRAIN_INTR;
     if (r == 1 && (op->kind != PS_LINGER || op->res.reason != PS_REASON_EOF)) {
         /* eof, reset or max_bytes: Drain is over */
         if (op->kind == PS_DRAIN_ONLY)
             return drain_only_done(op);
-        if (op->res.reason != PS_REASON_EOF)
+        if (op->res.reason != PS_REASON_EOF &&
+            op->res.reason != PS_REASON_NOT_CONNECTED)
             op->res.how = PS_HOW_ABORTIVE;
         return op->phase = PS_CLOSING;
     }
@@ -325,6 +357,6 @@ int ps_op_finish(ps_op *op)
         if (ps_sys_blocking(s) == 0 && ps_sys_set_linger(s, 1, secs) == 0)
             linger = LINGER_AS_IS;
     }
-    op->phase = release(s, &op->res, linger, op->setup, op->start);
+    op->phase = release(s, &op->res, linger, op->setup, 0, op->start);
     return op->phase == PS_FAIL ? failed(op) : op->phase;
 }

@@ -129,6 +129,32 @@ static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
 {
     return (long)recv(s, buf, (int)(len > 0x7fffffff ? 0x7fffffff : len), 0);
 }
+/* A drain waits in poll, never in recv: an op's socket is non-blocking
+ * (FIONBIO, see above), so the blocking-recv drain of POSIX is off. */
+#define PS_SYS_BLOCKING_DRAIN 0
+typedef DWORD ps_timeo;
+static inline int ps_sys_is_blocking(ps_sock s)
+{
+    (void)s;
+    return -1;
+}
+static inline int ps_sys_get_rcvtimeo(ps_sock s, ps_timeo *t)
+{
+    (void)s;
+    (void)t;
+    return -1;
+}
+static inline int ps_sys_set_rcvtimeo(ps_sock s, const ps_timeo *t)
+{
+    (void)s;
+    (void)t;
+    return -1;
+}
+static inline void ps_sys_timeo_ms(ps_timeo *t, int ms) { *t = (DWORD)ms; }
+static inline long ps_sys_recv_discard_wait(ps_sock s, char *buf, size_t len)
+{
+    return ps_sys_recv_discard(s, buf, len);
+}
 static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
 {
     u_long v = 0;
@@ -172,10 +198,13 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
+#include <linux/sock_diag.h>
 #ifndef PS_FORCE_POLL
 #include <sys/epoll.h>
 #endif
@@ -295,6 +324,37 @@ static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
 {
     return (long)recv(s, buf, len, PS_SYS_DISCARD_FLAGS);
 }
+/* A long drain of one blocking socket waits in recv itself, bounded by
+ * SO_RCVTIMEO (set by the engine, restored after): one system call per
+ * wake where poll + recv were two.  A signal interrupts it with EINTR (a
+ * socket timeout is never restarted, even under SA_RESTART: signal(7)),
+ * the timeout ends it with EAGAIN. */
+#define PS_SYS_BLOCKING_DRAIN 1
+typedef struct timeval ps_timeo;
+/* 1 blocking, 0 non-blocking (O_NONBLOCK), -1 error. */
+static inline int ps_sys_is_blocking(ps_sock s)
+{
+    int fl = fcntl(s, F_GETFL);
+    return fl < 0 ? -1 : (fl & O_NONBLOCK) == 0;
+}
+static inline int ps_sys_get_rcvtimeo(ps_sock s, ps_timeo *t)
+{
+    socklen_t len = (socklen_t)sizeof *t;
+    return getsockopt(s, SOL_SOCKET, SO_RCVTIMEO, t, &len);
+}
+static inline int ps_sys_set_rcvtimeo(ps_sock s, const ps_timeo *t)
+{
+    return setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, t, (socklen_t)sizeof *t);
+}
+static inline void ps_sys_timeo_ms(ps_timeo *t, int ms)
+{
+    t->tv_sec = ms / 1000;
+    t->tv_usec = (ms % 1000) * 1000;
+}
+static inline long ps_sys_recv_discard_wait(ps_sock s, char *buf, size_t len)
+{
+    return (long)recv(s, buf, len, PS_SYS_DISCARD_FLAGS & ~MSG_DONTWAIT);
+}
 static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
 {
     int v = 0;
@@ -314,6 +374,34 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
         return -1;
     *n = (unsigned long)(v < 0 ? 0 : v);
     return 0;
+}
+/* For a TCP socket: *input = 0 if there is certainly no unread input,
+ * *unacked = 0 if nothing sent is certainly all acknowledged (1: maybe,
+ * ask FIONREAD or SIOCOUTQ); -1 if the OS cannot say (ask both).
+ * SO_MEMINFO (Linux 4.12+) gives the socket's memory counters in one call:
+ * every skb in the receive queue is charged to rmem_alloc (the backlog to
+ * its own counter), every skb of the write and retransmit queues to
+ * wmem_queued, and SIOCOUTQ > 0 means some skb still holds unacknowledged
+ * bytes.  So a zero answers its question; anything else (data, a FIN-only
+ * skb, the error queue) leaves it to the exact call.  Not for AF_UNIX,
+ * whose queued input is charged to the sender. */
+static inline int ps_sys_tcp_queues(ps_sock s, int *input, int *unacked)
+{
+#ifdef SO_MEMINFO
+    uint32_t m[SK_MEMINFO_VARS];
+    socklen_t len = (socklen_t)sizeof m;
+    if (getsockopt(s, SOL_SOCKET, SO_MEMINFO, m, &len) != 0 ||
+        len < (socklen_t)sizeof m)
+        return -1;
+    *input = m[SK_MEMINFO_RMEM_ALLOC] != 0 || m[SK_MEMINFO_BACKLOG] != 0;
+    *unacked = m[SK_MEMINFO_WMEM_QUEUED] != 0;
+    return 0;
+#else
+    (void)s;
+    (void)input;
+    (void)unacked;
+    return -1;
+#endif
 }
 #elif defined(__APPLE__)
 /* TCP_CONNECTION_INFO (public since OS X 10.11, xnu-3247): tcpi_state is
@@ -377,6 +465,24 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 
 #endif /* _WIN32 */
 
+#ifndef __linux__
+/* One question for two: only Linux has it (see above). */
+static inline int ps_sys_tcp_queues(ps_sock s, int *input, int *unacked)
+{
+    (void)s;
+    (void)input;
+    (void)unacked;
+    return -1;
+}
+#endif
+
+/* The drain's read size, and the size of each engine's discard buffer: with
+ * MSG_TRUNC a TCP recv writes nothing, so on Linux it is large (the pages
+ * of a malloc'd buffer that is never written cost no memory) to discard a
+ * full receive buffer in few system calls; still real memory, because
+ * Linux ignores MSG_TRUNC on AF_UNIX streams and copies. */
+#define PS_SYS_DRAIN_CHUNK (PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024)
+
 /* ------------------------------------------------------- the same on both */
 
 static inline int ps_sys_set_linger(ps_sock s, int enabled, int seconds)
@@ -412,6 +518,16 @@ static inline int ps_sys_socktype(ps_sock s, int *type)
 }
 
 static inline int ps_sys_is_stream(int type) { return type == SOCK_STREAM; }
+
+/* SO_ERROR (and clears it); 0 if it cannot be read. */
+static inline int ps_sys_pending_error(ps_sock s)
+{
+    int v = 0;
+    socklen_t len = (socklen_t)sizeof v;
+    if (getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&v, &len) != 0)
+        return 0;
+    return v;
+}
 
 /* 1 connected, 0 not connected (never connected, listening, or reset; then
  * *pending_error holds SO_ERROR), -1 on another error. */

@@ -124,6 +124,14 @@ int ps_shutdown(intptr_t fd, int how, ps_error *err);
 
 /* Graceful or Abortive close in one call (the fast path). */
 int ps_close_now(intptr_t fd, int abortive, ps_result *res);
+/* The same, for callers that want fewer field reads: PS_FAIL (res.err), or
+ * how | (acked + 1) << 1 (0..5) with res filled as by ps_close_now.  flags:
+ * PS_CLOSE_ABORTIVE, and PS_CLOSE_TCP when the caller knows the handle is a
+ * TCP socket (Python's socket.socket says so): then a Graceful close may ask
+ * one question where it asked two (Linux: SO_MEMINFO for FIONREAD and
+ * SIOCOUTQ when both queues are empty; the answers are the same). */
+enum { PS_CLOSE_ABORTIVE = 1, PS_CLOSE_TCP = 2 };
+int ps_close_fast(intptr_t fd, int flags, ps_result *res);
 
 /* Linger, Drain and drain-only: start, wait in slices of at most
  * slice_ms (returns PS_PENDING on a signal or at the end of a slice, so
@@ -297,8 +305,12 @@ int ps_drain_zero_copy(void);
 /* cdef-end */
 
 /* Internal to the core (linger.c, drain.c, reap.c). */
-int ps_op_step(ps_op *op);
-int ps_drain_burst(ps_op *op);
+/* Progress of a pending op, reading into buf (len bytes: an engine's own
+ * discard buffer).  wait: the op's first read may block (see drain.c).
+ * Returns the phase, or PS_DRAIN_INTR if a signal interrupted that wait. */
+enum { PS_DRAIN_INTR = -2 };
+int ps_op_step(ps_op *op, char *buf, size_t len, int wait);
+int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait);
 void ps_op_expire(ps_op *op, int reason);
 void ps_set_error(ps_error *err, int oserr, int step);
 /* reaper.c's growth of its engine (reap.c). */

@@ -18,6 +18,13 @@
 /* Below this many ops one poll() costs less than creating an epoll set. */
 #define PS_EPOLL_MIN_OPS 8
 #define PS_MAX_EVENTS 256
+/* A one-op engine's drain waits in recv (POSIX, a blocking socket) once it
+ * has woken this many times with data: a long drain.  Shorter ones never
+ * pay the two SO_RCVTIMEO calls (set, restore) it costs. */
+#define PS_BLOCK_AFTER_WAKES 4
+/* The recv timeout is set again only when it is this much too long (or
+ * the wait wanted is more than twice it): a few calls per slice. */
+#define PS_BLOCK_SLACK_MS 10
 
 struct ps_engine {
     ps_op *ops;
@@ -39,6 +46,13 @@ struct ps_engine {
     size_t *fd_op;     /* slot -> op index */
     size_t *op_fd;     /* op index -> slot, or NONE */
     size_t nfds;
+    char *buf;         /* the discard buffer: this engine's own, so drains on
+                          other threads never share it (drain.c) */
+    unsigned int data_wakes; /* wakes that brought data */
+    int block;         /* one-op engine: its drain may wait in recv: 0 not
+                          asked yet, 1 yes (a blocking socket), -1 no */
+    int block_ms;      /* the SO_RCVTIMEO we set (0: the socket's own) */
+    ps_timeo saved;    /* the socket's own SO_RCVTIMEO */
 };
 
 /* ps_op.watched with epoll: not in the set; one-shot and armed; reported
@@ -161,10 +175,11 @@ static int progress(ps_engine *e, size_t i, double now, size_t *freed,
     ps_op *op = &e->ops[i];
     if (op->phase != PS_PENDING)
         return 0; /* a stale event */
-    ps_op_step(op);
+    ps_op_step(op, e->buf, PS_SYS_DRAIN_CHUNK, 0);
     if (op->got_data) {
         op->got_data = 0;
         op->idle_deadline = now + op->idle;
+        e->data_wakes++;
     }
     return settle(e, i, freed, nfreed);
 }
@@ -246,6 +261,7 @@ void ps_engine_free(ps_engine *e)
         return;
     if (e->epfd >= 0)
         ps_sys_set_close(e->epfd);
+    free(e->buf);
     free(e->active);
     free(e->where);
     free(e->ready);
@@ -266,8 +282,18 @@ static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
     ps_op *op = &e->ops[i];
     if (e->where[i] != NONE)
         return 0; /* already in the set */
+    if (op->kind >= PS_LINGER && e->buf == NULL) {
+        /* Linger and Drain read; malloc'd once per engine. */
+        e->buf = malloc(PS_SYS_DRAIN_CHUNK);
+        if (e->buf == NULL) {
+            err->code = PS_ENOMEM;
+            err->oserr = 0;
+            err->step = PS_STEP_RECV;
+            return -1;
+        }
+    }
     if (op->phase == PS_PENDING)
-        ps_op_step(op);
+        ps_op_step(op, e->buf, PS_SYS_DRAIN_CHUNK, 0);
     if (op->phase != PS_PENDING)
         return settle(e, i, freed, nfreed);
     e->where[i] = e->nactive;
@@ -388,6 +414,55 @@ int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err)
     return PS_DONE;
 }
 
+/* The op of a one-op engine whose drain may now wait in recv rather than
+ * in poll: a long drain (PS_BLOCK_AFTER_WAKES) of a blocking socket (one
+ * that is O_NONBLOCK is left so: its mode is shared with every descriptor
+ * of it), with no wake socket.  Its SO_RCVTIMEO is kept to restore.
+ * Returns 0, or NONE. */
+static size_t blocking_op(ps_engine *e)
+{
+    ps_op *op = &e->ops[0];
+    ps_sock s = (ps_sock)op->fd;
+    if (!PS_SYS_BLOCKING_DRAIN || e->n != 1 || e->nactive != 1 ||
+        e->wake_fd >= 0 || e->block < 0 || e->data_wakes < PS_BLOCK_AFTER_WAKES ||
+        op->phase != PS_PENDING || op->kind < PS_DRAIN || !op->setup ||
+        op->res.peer_eof)
+        return NONE;
+    if (e->block == 0)
+        e->block = ps_sys_is_blocking(s) == 1 &&
+                           ps_sys_get_rcvtimeo(s, &e->saved) == 0
+                       ? 1
+                       : -1;
+    return e->block > 0 ? 0 : NONE;
+}
+
+/* Bound the next recv of op 0 by about ms (set only when the timeout in
+ * place is too far off).  -1 if it cannot be set: poll instead. */
+static int block_for(ps_engine *e, int ms)
+{
+    ps_timeo t;
+    int c = e->block_ms;
+    if (c > 0 && c <= ms + PS_BLOCK_SLACK_MS && ms <= 2 * c)
+        return 0;
+    ps_sys_timeo_ms(&t, ms);
+    if (ps_sys_set_rcvtimeo((ps_sock)e->ops[0].fd, &t) != 0) {
+        e->block = -1;
+        return -1;
+    }
+    e->block_ms = ms;
+    return 0;
+}
+
+/* Give op 0's socket back its own SO_RCVTIMEO: before the op's handle is
+ * freed or handed back, and whenever run returns. */
+static void unblock(ps_engine *e)
+{
+    if (e->block_ms == 0)
+        return;
+    (void)ps_sys_set_rcvtimeo((ps_sock)e->ops[0].fd, &e->saved);
+    e->block_ms = 0;
+}
+
 int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
                   ps_error *err)
 {
@@ -425,12 +500,29 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
         if (e->nlinger && now + e->backoff_ms / 1000.0 < wake)
             wake = now + e->backoff_ms / 1000.0;
         ms = (int)ceil((wake - now) * 1000.0);
+        if (ms > 0 && blocking_op(e) == 0 && block_for(e, ms) == 0) {
+            /* Wait in recv: the readiness and the read in one call. */
+            ps_op *op = &e->ops[0];
+            polled = 1;
+            if (ps_op_step(op, e->buf, PS_SYS_DRAIN_CHUNK, 1) == PS_DRAIN_INTR)
+                break; /* back to the caller, whose signal handlers run */
+            now = ps_sys_now();
+            if (op->got_data) {
+                op->got_data = 0;
+                op->idle_deadline = now + op->idle;
+            }
+            if (op->phase != PS_PENDING)
+                unblock(e);
+            changed |= settle(e, 0, freed, nfreed);
+            continue;
+        }
         rc = wait_ready(e, ms < 0 ? 0 : ms);
         polled = 1;
         if (rc < 0) {
             int oserr = ps_sys_error();
             if (oserr == PS_OS_EINTR)
                 break; /* back to the caller, whose signal handlers run */
+            unblock(e);
             ps_set_error(err, oserr, PS_STEP_POLL);
             return PS_FAIL;
         }
@@ -448,6 +540,7 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
                 e->backoff_ms *= 2;
         }
     }
+    unblock(e);
     return (int)e->nactive;
 }
 

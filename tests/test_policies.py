@@ -110,6 +110,60 @@ def test_graceful_with_unread_input_reports_abortive_and_peer_is_reset(tcp_pair)
         client.recv(1024)
 
 
+@linux_only
+@pytest.mark.parametrize("handle", ["socket", "int"])
+@pytest.mark.parametrize("unread", [False, True])
+@pytest.mark.parametrize("unacked", [False, True])
+def test_graceful_reports_the_queues_the_same_for_socket_objects_and_ints(
+    make_pair, raw_fds, handle, unread, unacked
+):
+    # A socket object is known to be TCP: the core asks SO_MEMINFO which of
+    # FIONREAD and SIOCOUTQ it needs; an int handle asks both.  The answers
+    # must be the same, and what the peer sees must match `how`.
+    server, client = make_pair(client_rcvbuf=4 * KiB)
+    if unread:
+        client.sendall(b"request the server never reads")
+        wait_readable(server)
+    if unacked:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
+        fill_send_buffer(server)  # the peer's window is closed
+    if handle == "int":
+        fd = raw_fds.add(server.detach())
+        result = pysock.close(fd, Graceful())
+        raw_fds.forget(fd)
+        assert not fd_is_open(fd)
+    else:
+        result = pysock.close(server, Graceful())
+        assert server.fileno() == -1
+
+    assert (result.how, result.reason) == ("abortive" if unread else "graceful", "closed")
+    assert result.acked is (not unacked)
+    _, end = recv_all(client)
+    assert end == ("reset" if unread else "eof")
+
+
+def test_graceful_with_unread_input_on_a_unix_stream_socket_reports_abortive():
+    # AF_UNIX charges queued input to the sender, so its receiver's memory
+    # counters say nothing: the core must still ask FIONREAD (Linux: the
+    # peer then gets ECONNRESET).
+    if not hasattr(socket, "AF_UNIX"):
+        pytest.skip("no AF_UNIX")
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        peer.sendall(b"never read")
+        wait_readable(ours)
+        result = pysock.close(ours, Graceful())
+        assert ours.fileno() == -1
+        if LINUX:
+            assert result.how == "abortive"
+            peer.settimeout(5)
+            with pytest.raises(ConnectionResetError):
+                peer.recv(10)
+    finally:
+        ours.close()
+        peer.close()
+
+
 @pytest.mark.parametrize("seconds", [0, 5])
 def test_graceful_overrides_a_kernel_linger_option_set_earlier(make_pair, seconds):
     # {1,0} would make the close an RST; {1,5} would block close for 5 s

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the C core's test programs into build/.
 #
-#   bash tests/c/build.sh native   # gcc (or $CC): build/test_core, build/test_reaper
+#   bash tests/c/build.sh native   # gcc (or $CC): build/test_core, build/test_reaper,
+#                                  # build/test_drain_threads
 #   bash tests/c/build.sh mingw    # x86_64-w64-mingw32-gcc: the same, .exe
 #
 # test_core checks the calls of one thread; test_reaper the reaper's native
@@ -20,7 +21,7 @@ case $target in
 native)
     cc=${CC:-gcc}
     set -x
-    for prog in test_core test_reaper; do
+    for prog in test_core test_reaper test_drain_threads; do
         "$cc" -std=c99 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -pedantic -pthread \
             ${extra[@]+"${extra[@]}"} -Icsrc "${core[@]}" "tests/c/$prog.c" \
             -o "build/$prog" -lm
@@ -29,7 +30,7 @@ native)
 mingw)
     cc=${MINGW_CC:-x86_64-w64-mingw32-gcc}
     set -x
-    for prog in test_core test_reaper; do
+    for prog in test_core test_reaper test_drain_threads; do
         "$cc" -std=c99 -Wall -Wextra -Werror \
             ${extra[@]+"${extra[@]}"} -Icsrc "${core[@]}" "tests/c/$prog.c" \
             -o "build/$prog.exe" -lws2_32
