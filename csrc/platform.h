@@ -535,16 +535,11 @@ static inline int ps_sys_connected(ps_sock s, int *pending_error)
 {
     struct sockaddr_storage addr;
     socklen_t len = (socklen_t)sizeof addr;
-    int e, v = 0;
     if (getpeername(s, (struct sockaddr *)&addr, &len) == 0)
         return 1;
-    e = ps_sys_error();
-    if (e != PS_OS_ENOTCONN)
+    if (ps_sys_error() != PS_OS_ENOTCONN)
         return -1;
-    len = (socklen_t)sizeof v;
-    if (getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&v, &len) != 0)
-        v = 0;
-    *pending_error = v;
+    *pending_error = ps_sys_pending_error(s);
     return 0;
 }
 

@@ -76,7 +76,6 @@ import atexit
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import weakref
@@ -85,9 +84,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-
-if sys.platform != "win32":
-    import resource
 
 from pysock._api import _check_stream, _close_now, _op_args, _result
 from pysock._core import ffi, lib
@@ -190,14 +186,13 @@ def descriptor_ceiling() -> int | None:
     """How many lingering closes may hold a descriptor before the oldest is
     reclaimed: the soft RLIMIT_NOFILE (``WINDOWS_NOFILE`` on Windows) minus
     ``max(RESERVE_MIN, soft // RESERVE_DIV)``, at least 1; None when the
-    soft limit is unlimited."""
-    if sys.platform == "win32":
-        soft = WINDOWS_NOFILE
-    else:
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft == resource.RLIM_INFINITY or soft < 0:
-            return None
-    return max(1, soft - max(RESERVE_MIN, soft // RESERVE_DIV))
+    soft limit is unlimited.  Computed by the C core, as its thread does."""
+    return _fd_ceiling(RESERVE_MIN, RESERVE_DIV) or None
+
+
+def _fd_ceiling(reserve_min: int, reserve_div: int) -> int:
+    """The descriptor ceiling for a reserve (0: none)."""
+    return int(lib.ps_reaper_fd_ceiling(reserve_min, reserve_div, WINDOWS_NOFILE))
 
 
 def _error(err: Any) -> BaseException:
@@ -352,8 +347,7 @@ class Reaper:
         return fut
 
     def stats(self) -> ReaperStats:
-        fds = lib.ps_reaper_fd_ceiling(self._reserve[0], self._reserve[1], WINDOWS_NOFILE)
-        ceiling = fds or None
+        ceiling = _fd_ceiling(*self._reserve) or None
         if self._cap is not None:
             ceiling = self._cap if ceiling is None else min(self._cap, ceiling)
         with self._lock:
@@ -544,7 +538,7 @@ class Reaper:
     def _pressure(self) -> str:
         """Why the native thread reclaimed on its own: the cap or the
         descriptor ceiling, whichever is lower now."""
-        fds = lib.ps_reaper_fd_ceiling(self._reserve[0], self._reserve[1], WINDOWS_NOFILE)
+        fds = _fd_ceiling(*self._reserve)
         if self._cap is not None and (fds == 0 or self._cap <= fds):
             return f"max_in_flight={self._cap}"
         return f"descriptors short: {fds} in flight is the ceiling under RLIMIT_NOFILE"
