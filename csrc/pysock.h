@@ -236,10 +236,12 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
 /* The same for an op the caller started with ps_op_start or
  * ps_op_start_stream (a Linger or Drain in PS_PENDING, not yet stepped):
  * it is copied into the queue, and from PS_DONE on its handle is the
- * reaper's.  PS_DONE, PS_FAIL (err: a bad op, or out of memory) or
- * PS_REAPER_CLOSED; on failure the handle is untouched and still the
- * caller's. */
-int ps_reaper_submit_op(ps_reaper *r, const ps_op *op, uint64_t token,
+ * reaper's; the caller's op is then marked handed over (its phase set to
+ * PS_DONE), so a caller interrupted right after the call (a Python signal
+ * handler that raises) can still tell.  PS_DONE, PS_FAIL (err: a bad op,
+ * or out of memory) or PS_REAPER_CLOSED; on failure the handle is
+ * untouched and still the caller's, and the op's phase is left as it was. */
+int ps_reaper_submit_op(ps_reaper *r, ps_op *op, uint64_t token,
                         ps_error *err);
 /* Move up to max completions into out; returns how many.  When it leaves
  * none waiting, the notification descriptor is emptied. */

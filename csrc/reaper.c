@@ -615,7 +615,7 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
     return ps_reaper_submit_op(r, &op, token, err);
 }
 
-int ps_reaper_submit_op(ps_reaper *r, const ps_op *op, uint64_t token,
+int ps_reaper_submit_op(ps_reaper *r, ps_op *op, uint64_t token,
                         ps_error *err)
 {
     if ((op->kind != PS_LINGER && op->kind != PS_DRAIN) ||
@@ -647,6 +647,7 @@ int ps_reaper_submit_op(ps_reaper *r, const ps_op *op, uint64_t token,
     r->submitted++;
     wake_locked(r);
     ps_mutex_unlock(&r->lock);
+    op->phase = PS_DONE; /* the caller's copy: handed over */
     return PS_DONE;
 }
 

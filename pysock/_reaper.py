@@ -435,15 +435,22 @@ class Reaper:
             # Registered before the C queue sees the token, and the delivery
             # thread needs this lock to look it up: the future cannot be
             # resolved before the socket object is detached below.
-            self._sinks[token] = done
-            rc = _submit_op(self._r, op, token, errp)
-            if rc == _PS_DONE:
-                self._in_flight += 1
-                with _taken_lock:  # (a WeakSet is no thread-safe container)
-                    _taken.add(sock)
-                sock.detach()
-            else:
-                del self._sinks[token]
+            try:
+                self._sinks[token] = done
+                rc = _submit_op(self._r, op, token, errp)
+            finally:
+                # Here, not after the call: a signal handler that raises
+                # (SIGTERM -> SystemExit) may do so right after the call
+                # returns.  The C side marks the op handed over, and the
+                # socket object must then let go of the handle whatever is
+                # raised, or both would close it.
+                if op.phase == _PS_DONE:
+                    self._in_flight += 1
+                    with _taken_lock:  # (a WeakSet is no thread-safe container)
+                        _taken.add(sock)
+                    sock.detach()
+                else:
+                    self._sinks.pop(token, None)
         if rc == _PS_DONE:
             return
         if rc == _PS_CLOSED:  # not reached: _closed is set under the lock first

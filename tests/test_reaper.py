@@ -66,6 +66,38 @@ def test_submit_returns_at_once_and_the_result_is_what_the_peer_saw(reaper, tcp_
     assert result.acked is True
 
 
+def test_a_signal_handler_raising_right_after_the_hand_over_leaves_one_owner(
+    reaper, tcp_pair, monkeypatch
+):
+    """A signal handler may raise (SIGTERM -> SystemExit) as soon as the C
+    call that queued the close returns: the socket object must still let go
+    of the handle, or the caller's own close and the reaper's would both
+    close it.  The raise is injected at that point; the close goes on."""
+    import pysock._reaper as reaper_module
+
+    server, client = tcp_pair
+    real = reaper_module._submit_op
+
+    def submit_then_raise(*args: object) -> int:
+        real(*args)
+        raise KeyboardInterrupt  # as a handler would, at the next bytecode
+
+    monkeypatch.setattr(reaper_module, "_submit_op", submit_then_raise)
+    results: list[pysock.CloseResult | BaseException] = []
+    got = threading.Event()
+    with pytest.raises(KeyboardInterrupt):
+        reaper._submit(server, pysock.Drain(timeout=5), lambda r: (results.append(r), got.set()))
+    assert server.fileno() == -1  # the reaper's alone
+    server.close()  # the caller's cleanup after the exception: touches nothing now
+    client.sendall(b"body the server never read")
+    client.shutdown(socket.SHUT_WR)
+    assert recv_all(client) == (b"", "eof")  # the reaper's FIN, no reset
+    assert got.wait(5)
+    assert len(results) == 1 and isinstance(results[0], pysock.CloseResult)
+    assert (results[0].reason, results[0].drained) == ("eof", len(b"body the server never read"))
+    assert reaper.stats().in_flight == 0
+
+
 @wine_xfail(WINE_NO_TCP_INFO)
 def test_linger_through_the_reaper(reaper, tcp_pair):
     server, client = tcp_pair

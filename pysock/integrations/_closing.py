@@ -63,6 +63,11 @@ class Closer:
             # thread under the GIL the server's threads want).
             default_reaper()._submit(sock, policy(), self._done)
         except BaseException as exc:
+            if sock.fileno() == -1 and not isinstance(exc, Exception):
+                # A signal handler raised (SIGTERM -> SystemExit) after the
+                # reaper took the socket: its close goes on and is recorded
+                # by _done.
+                raise
             # Not a stream socket, a reaper that could not take it: counted
             # as an error (and logged), and the descriptor is not leaked.
             self._release()
