@@ -10,7 +10,7 @@
  * with MSG_TRUNC), so a buffer shared between threads - the reaper's
  * thread and Python threads draining at once - would be a data race.
  */
-#include "platform.h"
+#include "sys.h"
 
 /* Reads per burst: a peer that floods faster than we discard must not keep
  * the loop from its deadlines (the level-triggered wait reports the socket

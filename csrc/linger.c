@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "platform.h"
+#include "sys.h"
 
 void ps_set_error(ps_error *err, int oserr, int step)
 {

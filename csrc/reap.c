@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "platform.h"
+#include "sys.h"
 
 #define NONE ((size_t)-1)
 #define WAKE_TAG ((size_t)-2) /* the readiness tag of the wake socket */
@@ -57,7 +57,7 @@ struct ps_engine {
 
 /* ps_op.watched with epoll: not in the set; one-shot and armed; reported
  * once and disarmed (still in the set, but it can never report again: see
- * platform.h, so it is closed without leaving the set); level-triggered
+ * sys_posix.h, so it is closed without leaving the set); level-triggered
  * (after a wake that did not end it). */
 enum { UNWATCHED = 0, ARMED = 1, DISARMED = 2, LEVEL = 3 };
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
+#include "sys.h"
 
 #define NONE ((size_t)-1)
 /* At least the engine's epoll threshold, so a reaper uses epoll (where

@@ -1,6 +1,6 @@
 /* test_platform.h - the one place in tests/c/ that knows which OS it is on.
  *
- * csrc/platform.h already makes the socket calls the same on Winsock and
+ * csrc/sys.h already makes the socket calls the same on Winsock and
  * POSIX; this adds what only the tests need: a non-blocking switch, a
  * descriptor that is not a socket, a local stream socket pair, running a
  * check in a child process, and Wine detection.
@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "platform.h"
+#include "sys.h"
 
 /* An open descriptor/handle that is not a socket, and a way to show it is
  * still open after the core refused it. */
