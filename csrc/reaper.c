@@ -17,9 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sys.h"
+#include "core.h"
 
-#define NONE ((size_t)-1)
 /* At least the engine's epoll threshold, so a reaper uses epoll (where
  * there is epoll) from the start: the backend is chosen once. */
 #define MIN_CAPACITY 16
@@ -98,13 +97,6 @@ struct ps_reaper {
     uint64_t fd_seen_gen; /* fd_gen when it was read; 0 = never */
 };
 
-static void enomem(ps_error *err)
-{
-    err->code = PS_ENOMEM;
-    err->oserr = 0;
-    err->step = PS_STEP_ARGS;
-}
-
 /* Under lock: make sure the engine's wait returns soon. */
 static void wake_locked(ps_reaper *r)
 {
@@ -120,8 +112,8 @@ static void wake_locked(ps_reaper *r)
 static void link_newest(ps_reaper *r, size_t i)
 {
     r->older[i] = r->newest;
-    r->newer[i] = NONE;
-    if (r->newest != NONE)
+    r->newer[i] = PS_NONE;
+    if (r->newest != PS_NONE)
         r->newer[r->newest] = i;
     else
         r->oldest = i;
@@ -130,23 +122,14 @@ static void link_newest(ps_reaper *r, size_t i)
 
 static void unlink_slot(ps_reaper *r, size_t i)
 {
-    if (r->older[i] != NONE)
+    if (r->older[i] != PS_NONE)
         r->newer[r->older[i]] = r->newer[i];
     else
         r->oldest = r->newer[i];
-    if (r->newer[i] != NONE)
+    if (r->newer[i] != PS_NONE)
         r->older[r->newer[i]] = r->older[i];
     else
         r->newest = r->older[i];
-}
-
-static int grow_sizes(size_t **a, size_t n)
-{
-    size_t *p = realloc(*a, n * sizeof *p);
-    if (p == NULL)
-        return -1;
-    *a = p;
-    return 0;
 }
 
 /* Double the op storage (indices stay).  0, or -1 if out of memory (then
@@ -168,8 +151,8 @@ static int grow(ps_reaper *r)
     if (tokens == NULL)
         return -1;
     r->tokens = tokens;
-    if (grow_sizes(&r->older, m) || grow_sizes(&r->newer, m) ||
-        grow_sizes(&r->freelist, m) || grow_sizes(&r->freed, m) ||
+    if (ps_grow_indices(&r->older, m) || ps_grow_indices(&r->newer, m) ||
+        ps_grow_indices(&r->freelist, m) || ps_grow_indices(&r->freed, m) ||
         ps_engine_grow(r->engine, ops, m, &err) != PS_DONE)
         return -1;
     for (i = m; i-- > r->n;)
@@ -231,7 +214,7 @@ static void abort_slot(ps_reaper *r, size_t i, int reason)
 static size_t reclaim_oldest(ps_reaper *r, size_t k)
 {
     size_t c = 0;
-    while (c < k && r->oldest != NONE) {
+    while (c < k && r->oldest != PS_NONE) {
         abort_slot(r, r->oldest, PS_REASON_RECLAIMED);
         c++;
     }
@@ -272,7 +255,7 @@ static void begin(ps_reaper *r, ps_sub *s, size_t limit)
 static void reap_failed(ps_reaper *r)
 {
     size_t i = r->oldest;
-    while (i != NONE) {
+    while (i != PS_NONE) {
         size_t next = r->newer[i];
         if (r->ops[i].phase != PS_PENDING)
             complete(r, i, r->ops[i].phase == PS_DONE ? PS_DONE : PS_FAIL);
@@ -455,7 +438,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
             reclaim_oldest(r, r->nengine - cap);
         now = ps_sys_now();
         if (closing && has_deadline && now >= deadline)
-            while (r->oldest != NONE)
+            while (r->oldest != PS_NONE)
                 abort_slot(r, r->oldest, PS_REASON_TIMEOUT);
 
         ps_mutex_lock(&r->lock);
@@ -486,7 +469,7 @@ static PS_THREAD_RETURN reaper_main(void *arg)
             complete(r, r->freed[k], PS_DONE);
         if (rc == PS_FAIL) {
             if (err.code != PS_EINTR) /* the wait itself failed */
-                while (r->oldest != NONE)
+                while (r->oldest != PS_NONE)
                     abort_slot(r, r->oldest, PS_REASON_TIMEOUT);
         } else if ((size_t)rc != r->nengine) {
             reap_failed(r);
@@ -528,24 +511,21 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight, ps_error *err)
 {
     ps_reaper *r;
     size_t i, n = capacity < MIN_CAPACITY ? MIN_CAPACITY : capacity;
-    err->code = PS_OK;
-    err->oserr = 0;
-    err->step = PS_STEP_NONE;
+    memset(err, 0, sizeof *err);
     if (n > ((size_t)-1) / 2 / sizeof(ps_op)) {
-        err->code = PS_EINVAL;
-        err->step = PS_STEP_ARGS;
+        (void)ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
         return NULL;
     }
     r = calloc(1, sizeof *r);
     if (r == NULL) {
-        enomem(err);
+        (void)ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
         return NULL;
     }
     r->wake[0] = r->wake[1] = r->notify[0] = r->notify[1] = (ps_sock)-1;
     r->n = n;
     r->capacity = n;
     r->cap = max_in_flight;
-    r->oldest = r->newest = NONE;
+    r->oldest = r->newest = PS_NONE;
     r->ops = calloc(n, sizeof *r->ops);
     r->tokens = calloc(n, sizeof *r->tokens);
     r->older = malloc(n * sizeof *r->older);
@@ -561,7 +541,7 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight, ps_error *err)
     if (r->engine == NULL)
         goto nomem;
     if (ps_sys_wake_pair(r->wake) != 0 || ps_sys_wake_pair(r->notify) != 0) {
-        ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
+        (void)ps_fail_last(err, PS_STEP_POLL);
         goto fail;
     }
     if (ps_engine_set_wake(r->engine, (intptr_t)r->wake[0], err) != PS_DONE)
@@ -575,13 +555,12 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight, ps_error *err)
     if (ps_thread_start(&r->thread, reaper_main, r) != 0) {
         ps_cond_destroy(&r->cond);
         ps_mutex_destroy(&r->lock);
-        enomem(err);
-        goto fail;
+        goto nomem;
     }
     r->has_thread = 1;
     return r;
 nomem:
-    enomem(err);
+    (void)ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
 fail:
     close_pair(r->wake);
     close_pair(r->notify);
@@ -601,12 +580,8 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
     ps_mutex_unlock(&r->lock);
     if (refused)
         return PS_REAPER_CLOSED;
-    if (kind != PS_LINGER && kind != PS_DRAIN) {
-        err->code = PS_EINVAL;
-        err->oserr = 0;
-        err->step = PS_STEP_ARGS;
-        return PS_FAIL;
-    }
+    if (kind != PS_LINGER && kind != PS_DRAIN)
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     /* Validation in the caller's thread: nothing is touched if it fails. */
     if (ps_op_start(&op, fd, kind, timeout, idle, max_bytes) == PS_FAIL) {
         *err = op.res.err;
@@ -619,12 +594,8 @@ int ps_reaper_submit_op(ps_reaper *r, ps_op *op, uint64_t token,
                         ps_error *err)
 {
     if ((op->kind != PS_LINGER && op->kind != PS_DRAIN) ||
-        op->phase != PS_PENDING || op->setup) {
-        err->code = PS_EINVAL;
-        err->oserr = 0;
-        err->step = PS_STEP_ARGS;
-        return PS_FAIL;
-    }
+        op->phase != PS_PENDING || op->setup)
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     ps_mutex_lock(&r->lock);
     if (r->closing || r->stopped) {
         ps_mutex_unlock(&r->lock);
@@ -635,8 +606,7 @@ int ps_reaper_submit_op(ps_reaper *r, ps_op *op, uint64_t token,
         ps_sub *p = realloc(r->subq, m * sizeof *p);
         if (p == NULL) {
             ps_mutex_unlock(&r->lock);
-            enomem(err);
-            return PS_FAIL;
+            return ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
         }
         r->subq = p;
         r->capsub = m;
@@ -863,11 +833,11 @@ void ps_reaper_fork_child(ps_reaper *r)
     r->stopped = 1;
     r->pause_req = 0;
     r->has_thread = 0;
-    for (i = r->oldest; i != NONE; i = r->newer[i])
+    for (i = r->oldest; i != PS_NONE; i = r->newer[i])
         (void)ps_sys_close((ps_sock)r->ops[i].fd);
     for (k = 0; k < r->nsub; k++)
         (void)ps_sys_close((ps_sock)r->subq[k].op.fd);
-    r->oldest = r->newest = NONE;
+    r->oldest = r->newest = PS_NONE;
     r->nengine = 0;
     r->nsub = 0;
     r->narq = 0;

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 
 target=${1:-native}
 read -r -a extra <<< "${CFLAGS:-}"
-core=(csrc/linger.c csrc/drain.c csrc/reap.c csrc/reaper.c)
+core=(csrc/op.c csrc/drain.c csrc/engine.c csrc/reaper.c)
 mkdir -p build
 
 case $target in

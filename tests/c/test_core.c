@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sys.h"
+#include "core.h"
 #include "test_platform.h"
 
 #define BAD_SOCK ((ps_sock)-1) /* INVALID_SOCKET on Windows, -1 on POSIX */
