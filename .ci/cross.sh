@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every OS branch of csrc/platform.h, compiled here with zig cc (PyPI
-# ziglang), and the C test program run wherever this machine can run it.
+# Every OS branch of csrc/ (sys_posix.h, sys_win.h), compiled here with zig
+# cc (PyPI ziglang), and the C test program run wherever this machine can
+# run it.
 #
 #   bash .ci/cross.sh          # from .ci/run, inside its venv
 #

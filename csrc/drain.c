@@ -3,14 +3,14 @@
  * Read and discard until the socket would block: on Linux recv(MSG_TRUNC)
  * discards in the kernel without copying, elsewhere into a 64 KiB buffer.
  * No allocation, no clock read: the waiting (poll, deadlines, idle timer)
- * is reap.c's, one clock read per wait.
+ * is engine.c's, one clock read per wait.
  *
- * The discard buffer is the caller's (one per engine, reap.c): the kernel
+ * The discard buffer is the caller's (one per engine, engine.c): the kernel
  * writes into it wherever recv copies (everywhere but a Linux TCP socket
  * with MSG_TRUNC), so a buffer shared between threads - the reaper's
  * thread and Python threads draining at once - would be a data race.
  */
-#include "platform.h"
+#include "core.h"
 
 /* Reads per burst: a peer that floods faster than we discard must not keep
  * the loop from its deadlines (the level-triggered wait reports the socket
@@ -20,7 +20,7 @@
 /* 0: would block, the wait timed out, or the budget is spent; 1: over
  * (res.reason is eof, reset or max_bytes); PS_DRAIN_INTR: a signal
  * interrupted the first read, when it waited.  wait: the first read blocks
- * (a blocking socket, its SO_RCVTIMEO bounding the wait: reap.c). */
+ * (a blocking socket, its SO_RCVTIMEO bounding the wait: engine.c). */
 int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait)
 {
     ps_sock s = (ps_sock)op->fd;
@@ -75,7 +75,7 @@ int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait)
         /* Any other receive error is the connection failing (RST,
          * keepalive timeout, unreachable): it ends like a reset. */
         op->res.reason = PS_REASON_RESET;
-        ps_set_error(&op->res.err, e, PS_STEP_RECV);
+        (void)ps_fail_os(&op->res.err, e, PS_STEP_RECV);
         return 1;
     }
 }

@@ -1,10 +1,11 @@
-/* pysock.h - the C core's API.
+/* pysock.h - the C core's public API: exactly what Python calls.
  *
  * Everything between the cdef markers is read by pysock/_build.py as the
  * cffi cdef, so it must stay plain declarations: no #include, no macros
  * with arguments.  The core never raises and never touches Python objects:
  * every call returns a status and fills a portable error code, the raw OS
- * error and the step that failed.
+ * error and the step that failed.  What only the C files and the C test
+ * programs call is in core.h.
  */
 #ifndef PYSOCK_H
 #define PYSOCK_H
@@ -18,8 +19,8 @@
 enum {
     PS_DONE = 0,     /* finished; for an op, the handle is freed (or, for a
                         drain-only op, left open) and res is complete */
-    PS_PENDING = 1,  /* call ps_op_wait again (a signal or a time slice) */
-    PS_CLOSING = 2,  /* ready to free the handle: call ps_op_finish */
+    PS_PENDING = 1,  /* not over: wait again (a signal or a time slice) */
+    PS_CLOSING = 2,  /* ready to free the handle */
     PS_FAIL = -1     /* res.err / res.oserr / res.step say why; nothing freed */
 };
 
@@ -50,7 +51,8 @@ enum {
     PS_STEP_POLL = 6,
     PS_STEP_CLOSE = 7,
     PS_STEP_IOCTL = 8,
-    PS_STEP_ARGS = 9         /* bad argument, caught before any system call */
+    PS_STEP_ARGS = 9,        /* bad argument, caught before any system call */
+    PS_STEP_ALLOC = 10       /* out of memory (code PS_ENOMEM) */
 };
 
 /* Policies. */
@@ -104,7 +106,7 @@ typedef struct {
     int phase;            /* PS_PENDING, PS_CLOSING, PS_DONE or PS_FAIL */
     int setup;            /* shutdown(send) done, waiting begun */
     int got_data;
-    int watched;          /* epoll state (reap.c): none, one-shot armed,
+    int watched;          /* epoll state (engine.c): none, one-shot armed,
                              disarmed, level-triggered */
     unsigned int backoff_ms;
     double start;
@@ -122,10 +124,8 @@ int ps_set_linger(intptr_t fd, int enabled, int seconds, ps_error *err);
 int ps_get_linger(intptr_t fd, int *enabled, int *seconds, ps_error *err);
 int ps_shutdown(intptr_t fd, int how, ps_error *err);
 
-/* Graceful or Abortive close in one call (the fast path). */
-int ps_close_now(intptr_t fd, int abortive, ps_result *res);
-/* The same, for callers that want fewer field reads: PS_FAIL (res.err), or
- * how | (acked + 1) << 1 (0..5) with res filled as by ps_close_now.  flags:
+/* Graceful or Abortive close in one call (the fast path): PS_FAIL
+ * (res.err), or how | (acked + 1) << 1 (0..5), with res filled.  flags:
  * PS_CLOSE_ABORTIVE, and PS_CLOSE_TCP when the caller knows the handle is a
  * TCP socket (Python's socket.socket says so): then a Graceful close may ask
  * one question where it asked two (Linux: SO_MEMINFO for FIONREAD and
@@ -133,9 +133,10 @@ int ps_close_now(intptr_t fd, int abortive, ps_result *res);
 enum { PS_CLOSE_ABORTIVE = 1, PS_CLOSE_TCP = 2 };
 int ps_close_fast(intptr_t fd, int flags, ps_result *res);
 
-/* Linger, Drain and drain-only: start, wait in slices of at most
- * slice_ms (returns PS_PENDING on a signal or at the end of a slice, so
- * the caller can run signal handlers), then finish (frees the handle). */
+/* Start a close (or drain-only) of kind PS_GRACEFUL..PS_DRAIN_ONLY:
+ * PS_PENDING (Linger, Drain, drain-only), PS_CLOSING (Graceful, Abortive:
+ * ready to free) or PS_FAIL (res.err, nothing touched).  An engine (below)
+ * then runs it, or a reaper takes it (ps_reaper_submit_op). */
 int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
                 double idle, uint64_t max_bytes);
 /* The same for a handle the caller knows to be a stream socket (Python's
@@ -146,17 +147,6 @@ int ps_op_start(ps_op *op, intptr_t fd, int kind, double timeout,
  * socket is used, as it would be with SO_TYPE). */
 int ps_op_start_stream(ps_op *op, intptr_t fd, int kind, double timeout,
                        double idle, uint64_t max_bytes);
-int ps_op_wait(ps_op *op, int slice_ms);
-int ps_op_finish(ps_op *op);
-
-/* Many ops with one wait, until one of them leaves PS_PENDING, a signal
- * arrives or slice_ms pass.  Returns the number of ops still PS_PENDING
- * (ops ready to be freed are left in PS_CLOSING for ps_ops_finish), or
- * PS_FAIL with err filled if the wait itself failed. */
-int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err);
-/* Frees every op in PS_CLOSING, writing the index of each op it freed to
- * freed[] (room for n); returns how many. */
-size_t ps_ops_finish(ps_op *ops, size_t n, size_t *freed);
 
 /* The many-connection engine: one readiness set (epoll on Linux, WSAPoll on
  * Windows, poll elsewhere) over started ops, kept across calls, so closing
@@ -169,20 +159,6 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n);
 int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
                   ps_error *err);
 void ps_engine_free(ps_engine *e);
-/* For a long-lived engine (a reaper): ops[i], started with ps_op_start, is
- * begun by the next run (instead of all ops at the first run).  A wake
- * socket, when readable, makes run return at once so the caller can add
- * ops; the caller empties it.  With a wake socket, run waits out its slice
- * even when nothing is pending. */
-int ps_engine_add(ps_engine *e, size_t i, ps_error *err);
-int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err);
-size_t ps_engine_pending(const ps_engine *e);
-/* End pending op i now with `reason` (PS_REASON_TIMEOUT at a reaper's own
- * deadline, PS_REASON_RECLAIMED to make room): RST, and its handle is
- * freed before this returns.  From the thread that runs the engine. */
-int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err);
-/* 1 if this engine waits with epoll, 0 with poll/WSAPoll. */
-int ps_engine_uses_epoll(const ps_engine *e);
 
 /* The reaper: a thread of the C core that owns an engine over op storage
  * that grows on demand, and never touches Python.  Thread-safe: every call
@@ -252,15 +228,13 @@ intptr_t ps_reaper_notify_fd(const ps_reaper *r);
 /* Block until completions wait (returns how many), ms pass (0; ms < 0: no
  * limit), or the reaper's thread has stopped with none waiting (-1). */
 int ps_reaper_wait(ps_reaper *r, int ms);
-/* Abort the n oldest closes in flight (RST, PS_REASON_RECLAIMED) and
- * return how many, once their handles are freed. */
-size_t ps_reaper_reclaim(ps_reaper *r, size_t n);
-/* The same without waiting: the thread reclaims the n oldest (n = 0:
- * nginx's share, an eighth of those in flight, 1 to 32) after what was
- * submitted before this call, and answers with a completion of status
- * PS_REAPER_RECLAIM_REPORT, `token`, res.drained = how many (their own
- * completions come in the same batch, before it).  PS_DONE, PS_FAIL (out
- * of memory) or PS_REAPER_CLOSED (stopped: no answer will come). */
+/* Without waiting: the thread reclaims the n oldest closes in flight (RST,
+ * PS_REASON_RECLAIMED; n = 0: nginx's share, an eighth of those in flight,
+ * 1 to 32) after what was submitted before this call, and answers with a
+ * completion of status PS_REAPER_RECLAIM_REPORT, `token`, res.drained = how
+ * many (their own completions come in the same batch, before it).  PS_DONE,
+ * PS_FAIL (out of memory) or PS_REAPER_CLOSED (stopped: no answer will
+ * come). */
 int ps_reaper_reclaim_async(ps_reaper *r, size_t n, uint64_t token);
 /* The descriptor ceiling: from now on, when a submission would make the
  * closes in the engine pass soft RLIMIT_NOFILE - max(reserve_min,
@@ -274,13 +248,12 @@ void ps_reaper_set_fd_limit(ps_reaper *r, size_t reserve_min,
 /* That ceiling now, computed the same way (0 = none). */
 size_t ps_reaper_fd_ceiling(size_t reserve_min, size_t reserve_div,
                             uint64_t default_soft);
-/* Change the cap (0 = none); a lower cap is applied at once. */
-void ps_reaper_set_max_in_flight(ps_reaper *r, size_t max_in_flight);
 /* No new work; what is in flight finishes by its policy until timeout
  * seconds from now (< 0: no limit beyond the policies' own deadlines),
  * then the rest is aborted (PS_REASON_TIMEOUT); the thread is joined.
  * Idempotent; a later call may only bring the deadline forward. */
 void ps_reaper_close(ps_reaper *r, double timeout);
+/* The reaper's counts (its one set of books: Python reads them here). */
 void ps_reaper_get_stats(ps_reaper *r, ps_reaper_stats *out);
 /* Close (timeout 0) if not closed, then free everything; completions not
  * harvested are dropped. */
@@ -305,17 +278,5 @@ void ps_background_thread(void);
 int ps_drain_zero_copy(void);
 
 /* cdef-end */
-
-/* Internal to the core (linger.c, drain.c, reap.c). */
-/* Progress of a pending op, reading into buf (len bytes: an engine's own
- * discard buffer).  wait: the op's first read may block (see drain.c).
- * Returns the phase, or PS_DRAIN_INTR if a signal interrupted that wait. */
-enum { PS_DRAIN_INTR = -2 };
-int ps_op_step(ps_op *op, char *buf, size_t len, int wait);
-int ps_drain_burst(ps_op *op, char *buf, size_t len, int wait);
-void ps_op_expire(ps_op *op, int reason);
-void ps_set_error(ps_error *err, int oserr, int step);
-/* reaper.c's growth of its engine (reap.c). */
-int ps_engine_grow(ps_engine *e, ps_op *ops, size_t n, ps_error *err);
 
 #endif

@@ -17,9 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
+#include "core.h"
 
-#define NONE ((size_t)-1)
 /* At least the engine's epoll threshold, so a reaper uses epoll (where
  * there is epoll) from the start: the backend is chosen once. */
 #define MIN_CAPACITY 16
@@ -42,14 +41,21 @@ typedef struct {
     uint64_t token;
 } ps_rq;
 
+/* A queue of items of one type (ps_sub, ps_rq, ps_completion): n of them
+ * in room for cap.  Callers fill the reaper's under its lock; the thread
+ * takes one whole at the start of a turn (take_queue). */
+typedef struct {
+    void *items;
+    size_t n, cap;
+} ps_queue;
+
 struct ps_reaper {
     ps_mutex lock;
     ps_cond cond; /* completions published, the thread parked or stopped,
                      a reclaim done, the thread joined */
 
     /* ---- under lock */
-    ps_sub *subq; /* submitted, not yet taken by the thread */
-    size_t nsub, capsub;
+    ps_queue subq; /* ps_sub: submitted, not yet taken by the thread */
     ps_completion *cq; /* ring of completions not yet harvested */
     size_t chead, ccount, ccap;
     size_t cap; /* max in flight in the engine, 0 = none */
@@ -66,8 +72,8 @@ struct ps_reaper {
                      does a caller write to the wake pair (a busy thread
                      sees `kick` before it waits) */
     int notified; /* a byte is in the notification pair */
-    ps_rq *arq;   /* ps_reaper_reclaim_async requests, not yet taken */
-    size_t narq, caparq;
+    ps_queue arq; /* ps_rq: ps_reaper_reclaim_async requests, not yet
+                     taken */
     int fd_on;    /* the descriptor ceiling (ps_reaper_set_fd_limit) */
     size_t fd_min, fd_div;
     uint64_t fd_default, fd_gen;
@@ -85,24 +91,39 @@ struct ps_reaper {
     size_t *freelist;
     size_t nfree, n, nengine;
     size_t *freed;
-    ps_sub *taken; /* the queue taken from callers, swapped with subq */
-    size_t ntaken, captaken;
-    ps_completion *batch; /* this turn's completions, published together */
-    size_t nbatch, capbatch;
+    ps_queue taken;     /* ps_sub: subq as taken, swapped with it */
+    ps_queue arq_taken; /* ps_rq: arq as taken, swapped with it */
+    ps_queue batch; /* ps_completion: this turn's, published together */
     uint64_t lost; /* completions dropped for want of memory, not yet
                       counted in `failed` */
-    ps_rq *arq_taken; /* swapped with arq */
-    size_t narq_taken, caparq_taken;
     size_t fdceil;  /* the descriptor ceiling last read, 0 = none */
     double fd_read_at;
     uint64_t fd_seen_gen; /* fd_gen when it was read; 0 = never */
 };
 
-static void enomem(ps_error *err)
+/* The next item of q, of `size` bytes, its room grown by doubling (from
+ * `first`); NULL if out of memory (q unchanged). */
+static void *queue_add(ps_queue *q, size_t size, size_t first)
 {
-    err->code = PS_ENOMEM;
-    err->oserr = 0;
-    err->step = PS_STEP_ARGS;
+    if (q->n == q->cap) {
+        size_t m = q->cap ? q->cap * 2 : first;
+        void *p = realloc(q->items, m * size);
+        if (p == NULL)
+            return NULL;
+        q->items = p;
+        q->cap = m;
+    }
+    return (char *)q->items + size * q->n++;
+}
+
+/* Under lock: the thread takes all of q into taken (which it emptied in
+ * its last turn), and callers go on filling taken's old room. */
+static void take_queue(ps_queue *q, ps_queue *taken)
+{
+    ps_queue t = *taken;
+    *taken = *q;
+    *q = t;
+    q->n = 0;
 }
 
 /* Under lock: make sure the engine's wait returns soon. */
@@ -120,8 +141,8 @@ static void wake_locked(ps_reaper *r)
 static void link_newest(ps_reaper *r, size_t i)
 {
     r->older[i] = r->newest;
-    r->newer[i] = NONE;
-    if (r->newest != NONE)
+    r->newer[i] = PS_NONE;
+    if (r->newest != PS_NONE)
         r->newer[r->newest] = i;
     else
         r->oldest = i;
@@ -130,23 +151,14 @@ static void link_newest(ps_reaper *r, size_t i)
 
 static void unlink_slot(ps_reaper *r, size_t i)
 {
-    if (r->older[i] != NONE)
+    if (r->older[i] != PS_NONE)
         r->newer[r->older[i]] = r->newer[i];
     else
         r->oldest = r->newer[i];
-    if (r->newer[i] != NONE)
+    if (r->newer[i] != PS_NONE)
         r->older[r->newer[i]] = r->older[i];
     else
         r->newest = r->older[i];
-}
-
-static int grow_sizes(size_t **a, size_t n)
-{
-    size_t *p = realloc(*a, n * sizeof *p);
-    if (p == NULL)
-        return -1;
-    *a = p;
-    return 0;
 }
 
 /* Double the op storage (indices stay).  0, or -1 if out of memory (then
@@ -168,8 +180,8 @@ static int grow(ps_reaper *r)
     if (tokens == NULL)
         return -1;
     r->tokens = tokens;
-    if (grow_sizes(&r->older, m) || grow_sizes(&r->newer, m) ||
-        grow_sizes(&r->freelist, m) || grow_sizes(&r->freed, m) ||
+    if (ps_grow_indices(&r->older, m) || ps_grow_indices(&r->newer, m) ||
+        ps_grow_indices(&r->freelist, m) || ps_grow_indices(&r->freed, m) ||
         ps_engine_grow(r->engine, ops, m, &err) != PS_DONE)
         return -1;
     for (i = m; i-- > r->n;)
@@ -185,18 +197,11 @@ static int grow(ps_reaper *r)
 static void add_completion(ps_reaper *r, uint64_t token, int status,
                            const ps_result *res)
 {
-    ps_completion *c;
-    if (r->nbatch == r->capbatch) {
-        size_t m = r->capbatch ? r->capbatch * 2 : 64;
-        ps_completion *p = realloc(r->batch, m * sizeof *p);
-        if (p == NULL) {
-            r->lost++;
-            return;
-        }
-        r->batch = p;
-        r->capbatch = m;
+    ps_completion *c = queue_add(&r->batch, sizeof *c, 64);
+    if (c == NULL) {
+        r->lost++;
+        return;
     }
-    c = &r->batch[r->nbatch++];
     c->token = token;
     c->status = status;
     c->res = *res;
@@ -231,7 +236,7 @@ static void abort_slot(ps_reaper *r, size_t i, int reason)
 static size_t reclaim_oldest(ps_reaper *r, size_t k)
 {
     size_t c = 0;
-    while (c < k && r->oldest != NONE) {
+    while (c < k && r->oldest != PS_NONE) {
         abort_slot(r, r->oldest, PS_REASON_RECLAIMED);
         c++;
     }
@@ -239,7 +244,7 @@ static size_t reclaim_oldest(ps_reaper *r, size_t k)
 }
 
 /* Place a taken submission in a slot of the engine. */
-static void begin(ps_reaper *r, ps_sub *s, size_t limit)
+static void begin(ps_reaper *r, const ps_sub *s, size_t limit)
 {
     size_t i;
     ps_error err;
@@ -272,7 +277,7 @@ static void begin(ps_reaper *r, ps_sub *s, size_t limit)
 static void reap_failed(ps_reaper *r)
 {
     size_t i = r->oldest;
-    while (i != NONE) {
+    while (i != PS_NONE) {
         size_t next = r->newer[i];
         if (r->ops[i].phase != PS_PENDING)
             complete(r, i, r->ops[i].phase == PS_DONE ? PS_DONE : PS_FAIL);
@@ -283,10 +288,11 @@ static void reap_failed(ps_reaper *r)
 /* Under lock: move this turn's batch to the completion queue. */
 static void publish_locked(ps_reaper *r)
 {
-    size_t k, need = r->ccount + r->nbatch;
+    const ps_completion *batch = r->batch.items;
+    size_t k, need = r->ccount + r->batch.n;
     r->failed += r->lost;
     r->lost = 0;
-    if (r->nbatch == 0)
+    if (r->batch.n == 0)
         return;
     if (need > r->ccap) {
         size_t m = r->ccap ? r->ccap : 64, j;
@@ -295,8 +301,8 @@ static void publish_locked(ps_reaper *r)
             m *= 2;
         p = malloc(m * sizeof *p);
         if (p == NULL) {
-            r->failed += r->nbatch; /* dropped: out of memory */
-            r->nbatch = 0;
+            r->failed += r->batch.n; /* dropped: out of memory */
+            r->batch.n = 0;
             return;
         }
         for (j = 0; j < r->ccount; j++)
@@ -306,8 +312,8 @@ static void publish_locked(ps_reaper *r)
         r->ccap = m;
         r->chead = 0;
     }
-    for (k = 0; k < r->nbatch; k++) {
-        const ps_completion *c = &r->batch[k];
+    for (k = 0; k < r->batch.n; k++) {
+        const ps_completion *c = &batch[k];
         r->cq[(r->chead + r->ccount++) % r->ccap] = *c;
         if (c->status == PS_REAPER_RECLAIM_REPORT) {
             continue; /* not a close */
@@ -319,7 +325,7 @@ static void publish_locked(ps_reaper *r)
             r->failed++;
         }
     }
-    r->nbatch = 0;
+    r->batch.n = 0;
     if (!r->notified) {
         r->notified = 1;
         ps_sys_wake_send(r->notify[1]);
@@ -357,140 +363,182 @@ static size_t min_limit(size_t a, size_t b)
     return a < b ? a : b;
 }
 
+/* ---------------------------------------------------------- the thread
+ * Each turn of its loop: wake (park first if a fork asks), take what the
+ * callers queued, act on it, publish the completions and decide how long
+ * to wait, then run the engine for that long. */
+
+/* What the thread took at the start of a turn, to act on without the lock. */
+typedef struct {
+    int closing, has_deadline;
+    double deadline;
+    size_t rq_n;        /* closes to reclaim for ps_reaper_reclaim */
+    uint64_t rq_ticket; /* the last such request taken */
+    size_t rq_got;      /* how many that reclaim ended */
+    size_t cap;
+    int fd_on;
+    size_t fd_min, fd_div;
+    uint64_t fd_default, fd_gen;
+    double now;         /* read after acting: the slice is counted from it */
+} ps_turn;
+
+/* Park while a fork is prepared, then empty the wake pair before taking
+ * the queues: a caller that queues after the take writes a new byte
+ * (woken is cleared with it). */
+static void turn_wake(ps_reaper *r)
+{
+    int woken;
+    ps_mutex_lock(&r->lock);
+    if (r->pause_req) { /* fork: park at this safe point */
+        r->parked = 1;
+        ps_cond_broadcast(&r->cond);
+        while (r->pause_req)
+            ps_cond_wait_ms(&r->cond, &r->lock, -1);
+        r->parked = 0;
+    }
+    r->sleeping = 0;
+    woken = r->woken;
+    ps_mutex_unlock(&r->lock);
+    if (woken)
+        ps_sys_wake_drain(r->wake[0]);
+}
+
+/* Take the queues and the settings, under the lock. */
+static void turn_take(ps_reaper *r, ps_turn *t)
+{
+    ps_mutex_lock(&r->lock);
+    take_queue(&r->subq, &r->taken);
+    take_queue(&r->arq, &r->arq_taken);
+    r->woken = 0;
+    r->kick = 0;
+    t->closing = r->closing;
+    t->has_deadline = r->has_deadline;
+    t->deadline = r->deadline;
+    t->rq_n = r->rq_n;
+    t->rq_ticket = r->rq_asked;
+    t->rq_got = 0;
+    r->rq_n = 0;
+    t->cap = r->cap;
+    t->fd_on = r->fd_on;
+    t->fd_min = r->fd_min;
+    t->fd_div = r->fd_div;
+    t->fd_default = r->fd_default;
+    t->fd_gen = r->fd_gen;
+    ps_mutex_unlock(&r->lock);
+}
+
+/* Act on what was taken: begin the submissions (under the cap and the
+ * descriptor ceiling), reclaim as asked, enforce the cap, and at the close
+ * deadline abort what is left. */
+static void turn_act(ps_reaper *r, ps_turn *t)
+{
+    const ps_sub *subs = r->taken.items;
+    const ps_rq *rqs = r->arq_taken.items;
+    size_t k;
+
+    if (t->fd_on && r->taken.n > 0) {
+        double now = ps_sys_now();
+        if (r->fd_seen_gen != t->fd_gen || now - r->fd_read_at >= FD_REREAD_S ||
+            (r->fdceil && r->nengine + r->taken.n > r->fdceil)) {
+            r->fdceil = fd_ceiling(t->fd_min, t->fd_div, t->fd_default);
+            r->fd_read_at = now;
+            r->fd_seen_gen = t->fd_gen;
+        }
+    }
+    for (k = 0; k < r->taken.n; k++)
+        begin(r, &subs[k], min_limit(t->cap, t->fd_on ? r->fdceil : 0));
+    r->taken.n = 0;
+    if (t->rq_n > 0)
+        t->rq_got = reclaim_oldest(r, t->rq_n);
+    for (k = 0; k < r->arq_taken.n; k++) {
+        ps_result res;
+        size_t want = rqs[k].n;
+        if (want == 0) {
+            want = r->nengine / SHARE_DIV;
+            if (want < 1)
+                want = 1;
+            if (want > SHARE_MAX)
+                want = SHARE_MAX;
+        }
+        memset(&res, 0, sizeof res);
+        res.acked = -1;
+        res.drained = reclaim_oldest(r, want);
+        add_completion(r, rqs[k].token, PS_REAPER_RECLAIM_REPORT, &res);
+    }
+    r->arq_taken.n = 0;
+    if (t->cap && r->nengine > t->cap)
+        reclaim_oldest(r, r->nengine - t->cap);
+    t->now = ps_sys_now();
+    if (t->closing && t->has_deadline && t->now >= t->deadline)
+        while (r->oldest != PS_NONE)
+            abort_slot(r, r->oldest, PS_REASON_TIMEOUT);
+}
+
+/* Under the lock: publish the turn's completions, answer the synchronous
+ * reclaim, and decide: the engine's slice in ms, or -1 to stop (closing,
+ * and nothing left or queued). */
+static int turn_publish(ps_reaper *r, const ps_turn *t)
+{
+    int slice = SLICE_MS;
+    ps_mutex_lock(&r->lock);
+    publish_locked(r);
+    if (t->rq_ticket != r->rq_done) {
+        r->rq_done = t->rq_ticket;
+        r->rq_last = t->rq_got;
+    }
+    if (r->closing && r->nengine == 0 && r->subq.n == 0 && r->arq.n == 0) {
+        r->stopped = 1;
+        slice = -1;
+    } else if (r->kick) {
+        slice = 0; /* more came meanwhile: look, do not wait */
+    } else {
+        r->sleeping = 1;
+    }
+    ps_cond_broadcast(&r->cond);
+    ps_mutex_unlock(&r->lock);
+    return slice;
+}
+
+/* Run the engine for the slice (cut to the close deadline); its finished
+ * closes become completions. */
+static void turn_run(ps_reaper *r, const ps_turn *t, int slice)
+{
+    size_t k, nfreed;
+    ps_error err;
+    int rc;
+
+    if (t->closing && t->has_deadline && slice > 0) {
+        double left = (t->deadline - t->now) * 1000.0 + 1.0;
+        if (left < slice)
+            slice = left < 0 ? 0 : (int)left;
+    }
+    rc = ps_engine_run(r->engine, slice, r->freed, &nfreed, &err);
+    for (k = 0; k < nfreed; k++)
+        complete(r, r->freed[k], PS_DONE);
+    if (rc == PS_FAIL) {
+        if (err.code != PS_EINTR) /* the wait itself failed */
+            while (r->oldest != PS_NONE)
+                abort_slot(r, r->oldest, PS_REASON_TIMEOUT);
+    } else if ((size_t)rc != r->nengine) {
+        reap_failed(r);
+    }
+}
+
 static PS_THREAD_RETURN reaper_main(void *arg)
 {
     ps_reaper *r = arg;
-    size_t k, nfreed;
-    ps_error err;
+    ps_turn t;
+    int slice;
 
     ps_thread_background();
     for (;;) {
-        int closing, has_deadline, woken, stop, rc, slice = SLICE_MS, fd_on;
-        uint64_t rq_ticket, fd_default, fd_gen;
-        size_t rq_n, cap, rq_got = 0, fd_min, fd_div;
-        double deadline, now;
-        ps_sub *tmp;
-        ps_rq *rtmp;
-
-        ps_mutex_lock(&r->lock);
-        if (r->pause_req) { /* fork: park at this safe point */
-            r->parked = 1;
-            ps_cond_broadcast(&r->cond);
-            while (r->pause_req)
-                ps_cond_wait_ms(&r->cond, &r->lock, -1);
-            r->parked = 0;
-        }
-        r->sleeping = 0;
-        woken = r->woken;
-        ps_mutex_unlock(&r->lock);
-        /* Empty the wake pair before taking the queue: a caller that queues
-         * after the take writes a new byte (woken is cleared with it). */
-        if (woken)
-            ps_sys_wake_drain(r->wake[0]);
-        ps_mutex_lock(&r->lock);
-        tmp = r->taken;
-        r->taken = r->subq;
-        r->ntaken = r->nsub;
-        k = r->captaken;
-        r->captaken = r->capsub;
-        r->subq = tmp;
-        r->capsub = k;
-        r->nsub = 0;
-        r->woken = 0;
-        r->kick = 0;
-        closing = r->closing;
-        has_deadline = r->has_deadline;
-        deadline = r->deadline;
-        rq_n = r->rq_n;
-        rq_ticket = r->rq_asked;
-        r->rq_n = 0;
-        cap = r->cap;
-        rtmp = r->arq_taken;
-        r->arq_taken = r->arq;
-        r->narq_taken = r->narq;
-        k = r->caparq_taken;
-        r->caparq_taken = r->caparq;
-        r->arq = rtmp;
-        r->caparq = k;
-        r->narq = 0;
-        fd_on = r->fd_on;
-        fd_min = r->fd_min;
-        fd_div = r->fd_div;
-        fd_default = r->fd_default;
-        fd_gen = r->fd_gen;
-        ps_mutex_unlock(&r->lock);
-
-        if (fd_on && r->ntaken > 0) {
-            now = ps_sys_now();
-            if (r->fd_seen_gen != fd_gen || now - r->fd_read_at >= FD_REREAD_S ||
-                (r->fdceil && r->nengine + r->ntaken > r->fdceil)) {
-                r->fdceil = fd_ceiling(fd_min, fd_div, fd_default);
-                r->fd_read_at = now;
-                r->fd_seen_gen = fd_gen;
-            }
-        }
-        for (k = 0; k < r->ntaken; k++)
-            begin(r, &r->taken[k], min_limit(cap, fd_on ? r->fdceil : 0));
-        r->ntaken = 0;
-        if (rq_n > 0)
-            rq_got = reclaim_oldest(r, rq_n);
-        for (k = 0; k < r->narq_taken; k++) {
-            ps_rq *q = &r->arq_taken[k];
-            ps_result res;
-            size_t want = q->n;
-            if (want == 0) {
-                want = r->nengine / SHARE_DIV;
-                if (want < 1)
-                    want = 1;
-                if (want > SHARE_MAX)
-                    want = SHARE_MAX;
-            }
-            memset(&res, 0, sizeof res);
-            res.acked = -1;
-            res.drained = reclaim_oldest(r, want);
-            add_completion(r, q->token, PS_REAPER_RECLAIM_REPORT, &res);
-        }
-        r->narq_taken = 0;
-        if (cap && r->nengine > cap)
-            reclaim_oldest(r, r->nengine - cap);
-        now = ps_sys_now();
-        if (closing && has_deadline && now >= deadline)
-            while (r->oldest != NONE)
-                abort_slot(r, r->oldest, PS_REASON_TIMEOUT);
-
-        ps_mutex_lock(&r->lock);
-        publish_locked(r);
-        if (rq_ticket != r->rq_done) {
-            r->rq_done = rq_ticket;
-            r->rq_last = rq_got;
-        }
-        stop = r->closing && r->nengine == 0 && r->nsub == 0 && r->narq == 0;
-        if (stop)
-            r->stopped = 1;
-        else if (r->kick)
-            slice = 0; /* more came meanwhile: look, do not wait */
-        else
-            r->sleeping = 1;
-        ps_cond_broadcast(&r->cond);
-        ps_mutex_unlock(&r->lock);
-        if (stop)
+        turn_wake(r);
+        turn_take(r, &t);
+        turn_act(r, &t);
+        slice = turn_publish(r, &t);
+        if (slice < 0)
             break;
-
-        if (closing && has_deadline && slice > 0) {
-            double left = (deadline - now) * 1000.0 + 1.0;
-            if (left < slice)
-                slice = left < 0 ? 0 : (int)left;
-        }
-        rc = ps_engine_run(r->engine, slice, r->freed, &nfreed, &err);
-        for (k = 0; k < nfreed; k++)
-            complete(r, r->freed[k], PS_DONE);
-        if (rc == PS_FAIL) {
-            if (err.code != PS_EINTR) /* the wait itself failed */
-                while (r->oldest != NONE)
-                    abort_slot(r, r->oldest, PS_REASON_TIMEOUT);
-        } else if ((size_t)rc != r->nengine) {
-            reap_failed(r);
-        }
+        turn_run(r, &t, slice);
     }
     return 0;
 }
@@ -506,12 +554,12 @@ static void free_storage(ps_reaper *r)
     free(r->newer);
     free(r->freelist);
     free(r->freed);
-    free(r->subq);
-    free(r->taken);
-    free(r->batch);
+    free(r->subq.items);
+    free(r->taken.items);
+    free(r->batch.items);
     free(r->cq);
-    free(r->arq);
-    free(r->arq_taken);
+    free(r->arq.items);
+    free(r->arq_taken.items);
 }
 
 static void close_pair(ps_sock sv[2])
@@ -528,24 +576,21 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight, ps_error *err)
 {
     ps_reaper *r;
     size_t i, n = capacity < MIN_CAPACITY ? MIN_CAPACITY : capacity;
-    err->code = PS_OK;
-    err->oserr = 0;
-    err->step = PS_STEP_NONE;
+    memset(err, 0, sizeof *err);
     if (n > ((size_t)-1) / 2 / sizeof(ps_op)) {
-        err->code = PS_EINVAL;
-        err->step = PS_STEP_ARGS;
+        (void)ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
         return NULL;
     }
     r = calloc(1, sizeof *r);
     if (r == NULL) {
-        enomem(err);
+        (void)ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
         return NULL;
     }
     r->wake[0] = r->wake[1] = r->notify[0] = r->notify[1] = (ps_sock)-1;
     r->n = n;
     r->capacity = n;
     r->cap = max_in_flight;
-    r->oldest = r->newest = NONE;
+    r->oldest = r->newest = PS_NONE;
     r->ops = calloc(n, sizeof *r->ops);
     r->tokens = calloc(n, sizeof *r->tokens);
     r->older = malloc(n * sizeof *r->older);
@@ -561,7 +606,7 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight, ps_error *err)
     if (r->engine == NULL)
         goto nomem;
     if (ps_sys_wake_pair(r->wake) != 0 || ps_sys_wake_pair(r->notify) != 0) {
-        ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
+        (void)ps_fail_last(err, PS_STEP_POLL);
         goto fail;
     }
     if (ps_engine_set_wake(r->engine, (intptr_t)r->wake[0], err) != PS_DONE)
@@ -575,13 +620,12 @@ ps_reaper *ps_reaper_new(size_t capacity, size_t max_in_flight, ps_error *err)
     if (ps_thread_start(&r->thread, reaper_main, r) != 0) {
         ps_cond_destroy(&r->cond);
         ps_mutex_destroy(&r->lock);
-        enomem(err);
-        goto fail;
+        goto nomem;
     }
     r->has_thread = 1;
     return r;
 nomem:
-    enomem(err);
+    (void)ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
 fail:
     close_pair(r->wake);
     close_pair(r->notify);
@@ -601,12 +645,8 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
     ps_mutex_unlock(&r->lock);
     if (refused)
         return PS_REAPER_CLOSED;
-    if (kind != PS_LINGER && kind != PS_DRAIN) {
-        err->code = PS_EINVAL;
-        err->oserr = 0;
-        err->step = PS_STEP_ARGS;
-        return PS_FAIL;
-    }
+    if (kind != PS_LINGER && kind != PS_DRAIN)
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     /* Validation in the caller's thread: nothing is touched if it fails. */
     if (ps_op_start(&op, fd, kind, timeout, idle, max_bytes) == PS_FAIL) {
         *err = op.res.err;
@@ -618,32 +658,22 @@ int ps_reaper_submit(ps_reaper *r, intptr_t fd, int kind, double timeout,
 int ps_reaper_submit_op(ps_reaper *r, ps_op *op, uint64_t token,
                         ps_error *err)
 {
+    ps_sub *s;
     if ((op->kind != PS_LINGER && op->kind != PS_DRAIN) ||
-        op->phase != PS_PENDING || op->setup) {
-        err->code = PS_EINVAL;
-        err->oserr = 0;
-        err->step = PS_STEP_ARGS;
-        return PS_FAIL;
-    }
+        op->phase != PS_PENDING || op->setup)
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     ps_mutex_lock(&r->lock);
     if (r->closing || r->stopped) {
         ps_mutex_unlock(&r->lock);
         return PS_REAPER_CLOSED;
     }
-    if (r->nsub == r->capsub) {
-        size_t m = r->capsub ? r->capsub * 2 : 64;
-        ps_sub *p = realloc(r->subq, m * sizeof *p);
-        if (p == NULL) {
-            ps_mutex_unlock(&r->lock);
-            enomem(err);
-            return PS_FAIL;
-        }
-        r->subq = p;
-        r->capsub = m;
+    s = queue_add(&r->subq, sizeof *s, 64);
+    if (s == NULL) {
+        ps_mutex_unlock(&r->lock);
+        return ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
     }
-    r->subq[r->nsub].op = *op;
-    r->subq[r->nsub].token = token;
-    r->nsub++;
+    s->op = *op;
+    s->token = token;
     r->submitted++;
     wake_locked(r);
     ps_mutex_unlock(&r->lock);
@@ -722,24 +752,19 @@ size_t ps_reaper_reclaim(ps_reaper *r, size_t n)
 
 int ps_reaper_reclaim_async(ps_reaper *r, size_t n, uint64_t token)
 {
+    ps_rq *q;
     ps_mutex_lock(&r->lock);
     if (r->stopped) {
         ps_mutex_unlock(&r->lock);
         return PS_REAPER_CLOSED;
     }
-    if (r->narq == r->caparq) {
-        size_t m = r->caparq ? r->caparq * 2 : 8;
-        ps_rq *p = realloc(r->arq, m * sizeof *p);
-        if (p == NULL) {
-            ps_mutex_unlock(&r->lock);
-            return PS_FAIL;
-        }
-        r->arq = p;
-        r->caparq = m;
+    q = queue_add(&r->arq, sizeof *q, 8);
+    if (q == NULL) {
+        ps_mutex_unlock(&r->lock);
+        return PS_FAIL;
     }
-    r->arq[r->narq].n = n;
-    r->arq[r->narq].token = token;
-    r->narq++;
+    q->n = n;
+    q->token = token;
     wake_locked(r);
     ps_mutex_unlock(&r->lock);
     return PS_DONE;
@@ -855,6 +880,7 @@ void ps_reaper_fork_parent(ps_reaper *r)
 
 void ps_reaper_fork_child(ps_reaper *r)
 {
+    const ps_sub *subs = r->subq.items;
     size_t i, k;
     /* Held by this thread since prepare; the thread is not here.  Its
      * state is the one it parked with: consistent. */
@@ -863,14 +889,14 @@ void ps_reaper_fork_child(ps_reaper *r)
     r->stopped = 1;
     r->pause_req = 0;
     r->has_thread = 0;
-    for (i = r->oldest; i != NONE; i = r->newer[i])
+    for (i = r->oldest; i != PS_NONE; i = r->newer[i])
         (void)ps_sys_close((ps_sock)r->ops[i].fd);
-    for (k = 0; k < r->nsub; k++)
-        (void)ps_sys_close((ps_sock)r->subq[k].op.fd);
-    r->oldest = r->newest = NONE;
+    for (k = 0; k < r->subq.n; k++)
+        (void)ps_sys_close((ps_sock)subs[k].op.fd);
+    r->oldest = r->newest = PS_NONE;
     r->nengine = 0;
-    r->nsub = 0;
-    r->narq = 0;
+    r->subq.n = 0;
+    r->arq.n = 0;
     r->ccount = 0; /* the parent's results, not this process's */
     close_pair(r->wake);
     close_pair(r->notify);

@@ -1,8 +1,10 @@
 """cffi build script (out-of-line, API mode): compiles csrc/ into pysock._core.
 
 The cdef is the part of csrc/pysock.h between its cdef markers, so the C API
-is declared once.  Extra compiler flags come from the environment variable
-PYSOCK_CFLAGS (CI sets ``-Wall -Wextra -Werror``, or the sanitizers), and
+is declared once: pysock.h is the public header, exactly what Python calls
+(csrc/core.h holds what only the C files and the C test programs use).
+Extra compiler flags come from the environment variable PYSOCK_CFLAGS (CI
+sets ``-Wall -Wextra -Werror``, or the sanitizers), and
 PYSOCK_BACKEND=poll builds the portable poll() engine on Linux instead of
 epoll (the backend macOS and the BSDs use), so that path is tested here.
 """
@@ -18,7 +20,7 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["linger.c", "drain.c", "reap.c", "reaper.c"]
+SOURCES = ["op.c", "drain.c", "engine.c", "reaper.c"]
 
 
 def _cdef() -> str:

@@ -6,7 +6,10 @@
 #   bash tests/c/build.sh mingw    # x86_64-w64-mingw32-gcc: the same, .exe
 #
 # test_core checks the calls of one thread; test_reaper the reaper's native
-# thread (csrc/reaper.c), with several threads of its own.  Extra compiler
+# thread (csrc/reaper.c), with several threads of its own; test_drain_threads
+# drains on several threads at once.  All three share tests/c/check.h (the
+# check harness and socket helpers) and call the core through csrc/core.h
+# (pysock.h's public API and the internal one).  Extra compiler
 # flags come from the environment variable CFLAGS (e.g. the sanitizers).
 # Exits non-zero if the build fails.
 set -euo pipefail
@@ -14,7 +17,7 @@ cd "$(dirname "$0")/../.."
 
 target=${1:-native}
 read -r -a extra <<< "${CFLAGS:-}"
-core=(csrc/linger.c csrc/drain.c csrc/reap.c csrc/reaper.c)
+core=(csrc/op.c csrc/drain.c csrc/engine.c csrc/reaper.c)
 mkdir -p build
 
 case $target in

@@ -23,70 +23,21 @@
  *    the core's fallback for Windows before 10 1703: a blocking kernel
  *    linger at close, acked unknown, instead of ending at its own deadline.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
-#include "test_platform.h"
+#include "check.h"
 
-#define BAD_SOCK ((ps_sock)-1) /* INVALID_SOCKET on Windows, -1 on POSIX */
 #define RESPONSE_BYTES (256u * 1024u)
 #define REQUEST_BYTES (16u * 1024u)
 #define BIG_BYTES (1024u * 1024u)
-
-static int g_passed, g_failed, g_wine, g_wine_deviations;
 
 /* Zero until something writes where it should not: on Linux/gcc it lies
  * in .bss after the core's discard buffer (see big_drain). */
 static unsigned char g_canary[256 * 1024];
 
 /* ------------------------------------------------------------- reporting */
-
-static void vcheck(const char *name, int cond, int wine_deviation,
-                   const char *fmt, va_list ap)
-{
-    if (cond) {
-        printf("ok - %s\n", name);
-        g_passed++;
-    } else if (wine_deviation && g_wine) {
-        printf("ok - %s # expected Wine deviation\n", name);
-        g_passed++;
-        g_wine_deviations++;
-    } else {
-        printf("not ok - %s (", name);
-        vprintf(fmt, ap);
-        printf(")\n");
-        g_failed++;
-    }
-    fflush(stdout);
-}
-
-static void check(const char *name, int cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vcheck(name, cond, 0, fmt, ap);
-    va_end(ap);
-}
-
-/* A check that Wine is known to fail in the way `wine_deviation` says. */
-static void check_wine(const char *name, int cond, int wine_deviation,
-                       const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vcheck(name, cond, wine_deviation, fmt, ap);
-    va_end(ap);
-}
-
-static void skip(const char *name, const char *why)
-{
-    printf("ok - %s # SKIP %s\n", name, why);
-    g_passed++;
-    fflush(stdout);
-}
 
 static const char *reason_name(int r)
 {
@@ -131,36 +82,6 @@ static int would_block(int e)
            ps_sys_portable(e) == PS_EINTR;
 }
 
-/* 1 if s becomes readable (data, EOF or an error) within ms. */
-static int wait_readable(ps_sock s, int ms)
-{
-    ps_pollfd p;
-    double end = ps_sys_now() + ms / 1000.0;
-    for (;;) {
-        double left = end - ps_sys_now();
-        int rc;
-        if (left < 0)
-            left = 0;
-        p.fd = s;
-        p.events = PS_SYS_POLLIN;
-        p.revents = 0;
-        rc = ps_sys_poll(&p, 1, (int)(left * 1000.0) + 1);
-        if (rc > 0)
-            return 1;
-        if (rc == 0 || ps_sys_portable(ps_sys_error()) != PS_EINTR)
-            return 0;
-    }
-}
-
-static void wait_writable(ps_sock s, int ms)
-{
-    ps_pollfd p;
-    p.fd = s;
-    p.events = POLLOUT;
-    p.revents = 0;
-    (void)ps_sys_poll(&p, 1, ms);
-}
-
 /* One bounded recv on a blocking socket: *n the result, *err the OS error
  * when *n < 0; *n = -2 if nothing arrived within ms. */
 static void recv_once(ps_sock s, int ms, long *n, int *err)
@@ -174,53 +95,6 @@ static void recv_once(ps_sock s, int ms, long *n, int *err)
     *n = rd(s, buf, sizeof buf);
     if (*n < 0)
         *err = ps_sys_error();
-}
-
-static ps_sock tcp_listener(struct sockaddr_in *addr)
-{
-    socklen_t len = (socklen_t)sizeof *addr;
-    ps_sock l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l == BAD_SOCK)
-        return BAD_SOCK;
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr->sin_port = 0;
-    if (bind(l, (struct sockaddr *)addr, (socklen_t)sizeof *addr) != 0 ||
-        listen(l, 16) != 0 ||
-        getsockname(l, (struct sockaddr *)addr, &len) != 0) {
-        ps_sys_close(l);
-        return BAD_SOCK;
-    }
-    return l;
-}
-
-/* A connected loopback pair: *ours is the accepted end (the one the core
- * closes, like a server's), *peer the connecting end.  0 on success. */
-static int tcp_pair(ps_sock *ours, ps_sock *peer)
-{
-    struct sockaddr_in addr;
-    ps_sock l = tcp_listener(&addr);
-    *ours = *peer = BAD_SOCK;
-    if (l == BAD_SOCK)
-        return -1;
-    *peer = socket(AF_INET, SOCK_STREAM, 0);
-    if (*peer == BAD_SOCK ||
-        connect(*peer, (struct sockaddr *)&addr, (socklen_t)sizeof addr) != 0) {
-        if (*peer != BAD_SOCK)
-            ps_sys_close(*peer);
-        ps_sys_close(l);
-        *peer = BAD_SOCK;
-        return -1;
-    }
-    *ours = accept(l, NULL, NULL);
-    ps_sys_close(l);
-    if (*ours == BAD_SOCK) {
-        ps_sys_close(*peer);
-        *peer = BAD_SOCK;
-        return -1;
-    }
-    return 0;
 }
 
 static int pair_or_fail(const char *name, ps_sock *ours, ps_sock *peer)
@@ -888,7 +762,7 @@ static void test_drain_peer_reset(void)
 static void test_drain_not_connected(void)
 {
     struct sockaddr_in addr;
-    ps_sock l = tcp_listener(&addr);
+    ps_sock l = tcp_listener(&addr, 16);
     ps_op op;
     int st;
 
@@ -1466,15 +1340,9 @@ static void test_big_drains(void)
 
 int main(void)
 {
-    int e = tp_init();
-    if (e != 0) {
-        printf("not ok - startup (error %d)\n0 passed, 1 failed\n", e);
+    if (check_begin(": its known deviations (listed at the top of "
+                    "test_core.c) are allowed") != 0)
         return 1;
-    }
-    g_wine = tp_is_wine();
-    if (g_wine)
-        printf("# running under Wine: its known deviations (listed at the top of "
-               "test_core.c) are allowed\n");
     printf("# zero-copy drain: %s\n", ps_drain_zero_copy() ? "yes" : "no");
 
     test_error_mapping();
@@ -1503,9 +1371,5 @@ int main(void)
     test_signal_interrupts_wait();
     test_big_drains();
 
-    if (g_wine)
-        printf("# %d of the passes are expected Wine deviations\n",
-               g_wine_deviations);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed > 0 ? 1 : 0;
+    return check_summary();
 }

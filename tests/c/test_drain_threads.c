@@ -16,62 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
-#include "test_platform.h"
+#include "check.h"
 
-#define BAD_SOCK ((ps_sock)-1)
 #define TOTAL (8u * 1024u * 1024u) /* bytes each sender sends */
 #define CHUNK (64 * 1024)
 #define DRAINERS 3
 
-static int g_passed, g_failed;
-
-static void check(const char *name, int cond, const char *why, long a,
-                  long b)
-{
-    if (cond) {
-        printf("ok - %s\n", name);
-        g_passed++;
-    } else {
-        printf("not ok - %s (%s: %ld, %ld)\n", name, why, a, b);
-        g_failed++;
-    }
-    fflush(stdout);
-}
-
 /* ------------------------------------------------------------- pairs */
 
-static int tcp_pair(ps_sock sv[2])
-{
-    struct sockaddr_in addr;
-    socklen_t len = (socklen_t)sizeof addr;
-    ps_sock l = socket(AF_INET, SOCK_STREAM, 0);
-    sv[0] = sv[1] = BAD_SOCK;
-    if (l == BAD_SOCK)
-        return -1;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)&addr, (socklen_t)sizeof addr) != 0 ||
-        listen(l, 1) != 0 ||
-        getsockname(l, (struct sockaddr *)&addr, &len) != 0)
-        goto fail;
-    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
-    if (sv[1] == BAD_SOCK ||
-        connect(sv[1], (struct sockaddr *)&addr, (socklen_t)sizeof addr) != 0)
-        goto fail;
-    sv[0] = accept(l, NULL, NULL);
-    if (sv[0] == BAD_SOCK)
-        goto fail;
-    ps_sys_close(l);
-    return 0;
-fail:
-    if (sv[1] != BAD_SOCK)
-        ps_sys_close(sv[1]);
-    ps_sys_close(l);
-    sv[0] = sv[1] = BAD_SOCK;
-    return -1;
-}
+/* A loopback TCP pair: sv[0] the accepted end (drained), sv[1] the peer. */
+static int tcp_pair_sv(ps_sock sv[2]) { return tcp_pair(&sv[0], &sv[1]); }
 
 /* ------------------------------------------------------------- threads */
 
@@ -150,7 +104,7 @@ static PS_THREAD_RETURN drainer(void *arg)
     return 0;
 }
 
-/* DRAINERS drains at once over pairs made by make (tcp_pair or the local
+/* DRAINERS drains at once over pairs made by make (tcp_pair_sv or the local
  * stream pair); with_reaper: the first is a reaper's Drain close. */
 static void run(const char *name, int (*make)(ps_sock sv[2]),
                 int with_reaper)
@@ -166,7 +120,7 @@ static void run(const char *name, int (*make)(ps_sock sv[2]),
     if (with_reaper) {
         r = ps_reaper_new(4, 0, &err);
         if (r == NULL) {
-            check(name, 0, "ps_reaper_new failed, error", err.oserr, 0);
+            check(name, 0, "ps_reaper_new failed, error: %d", err.oserr);
             return;
         }
     }
@@ -181,7 +135,7 @@ static void run(const char *name, int (*make)(ps_sock sv[2]),
         made++;
     }
     if (made < DRAINERS) {
-        check(name, 0, "could not make pairs: made, error", made,
+        check(name, 0, "could not make pairs: made, error: %d, %d", made,
               ps_sys_error());
         goto out;
     }
@@ -204,7 +158,8 @@ static void run(const char *name, int (*make)(ps_sock sv[2]),
         check(what,
               jobs[i].status == PS_DONE && jobs[i].drained == TOTAL &&
                   jobs[i].eof,
-              "status, drained", jobs[i].status, (long)jobs[i].drained);
+              "status, drained: %d, %ld", jobs[i].status,
+              (long)jobs[i].drained);
         ok &= jobs[i].status == PS_DONE;
     }
     (void)ok;
@@ -220,13 +175,14 @@ out:
 
 int main(void)
 {
-    if (tp_init() != 0 || ps_mutex_init(&g_lock) != 0 ||
-        ps_cond_init(&g_cond) != 0) {
+    if (check_begin("") != 0)
+        return 1;
+    if (ps_mutex_init(&g_lock) != 0 || ps_cond_init(&g_cond) != 0) {
         printf("Bail out! init failed\n");
         return 2;
     }
-    run("TCP drains on three threads at once", tcp_pair, 0);
-    run("TCP drains on two threads and the reaper's at once", tcp_pair, 1);
+    run("TCP drains on three threads at once", tcp_pair_sv, 0);
+    run("TCP drains on two threads and the reaper's at once", tcp_pair_sv, 1);
     if (TP_HAVE_LOCAL_STREAM_PAIR) {
         /* Linux copies here despite MSG_TRUNC: a shared buffer is written. */
         run("AF_UNIX stream drains on three threads at once",
@@ -234,11 +190,9 @@ int main(void)
         run("AF_UNIX stream drains on two threads and the reaper's at once",
             tp_local_stream_pair, 1);
     } else {
-        printf("ok - AF_UNIX stream drains # SKIP no local stream pair\n");
-        g_passed++;
+        skip("AF_UNIX stream drains", "no local stream pair");
     }
     ps_cond_destroy(&g_cond);
     ps_mutex_destroy(&g_lock);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed > 0;
+    return check_summary();
 }

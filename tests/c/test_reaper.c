@@ -12,63 +12,13 @@
  * deviation (a reset read as a plain EOF), marked "# expected Wine
  * deviation" where it shows, as is Linger's (no SIO_TCP_INFO: acked -1).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "platform.h"
-#include "test_platform.h"
+#include "check.h"
 
-#define BAD_SOCK ((ps_sock)-1)
 #define LONG_TIMEOUT 30.0 /* a Drain that only ends by its peer or by us */
-
-static int g_passed, g_failed, g_wine, g_wine_deviations;
-
-/* ------------------------------------------------------------- reporting */
-
-static void vcheck(const char *name, int cond, int wine_deviation,
-                   const char *fmt, va_list ap)
-{
-    if (cond) {
-        printf("ok - %s\n", name);
-        g_passed++;
-    } else if (wine_deviation && g_wine) {
-        printf("ok - %s # expected Wine deviation\n", name);
-        g_passed++;
-        g_wine_deviations++;
-    } else {
-        printf("not ok - %s (", name);
-        vprintf(fmt, ap);
-        printf(")\n");
-        g_failed++;
-    }
-    fflush(stdout);
-}
-
-static void check(const char *name, int cond, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vcheck(name, cond, 0, fmt, ap);
-    va_end(ap);
-}
-
-static void check_wine(const char *name, int cond, int wine_deviation,
-                       const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vcheck(name, cond, wine_deviation, fmt, ap);
-    va_end(ap);
-}
-
-static void skip(const char *name, const char *why)
-{
-    printf("ok - %s # SKIP %s\n", name, why);
-    g_passed++;
-    fflush(stdout);
-}
 
 /* ------------------------------------------------------- socket helpers */
 
@@ -76,44 +26,6 @@ typedef struct {
     ps_sock ours; /* the accepted end: the reaper's */
     ps_sock peer;
 } conn;
-
-static int wait_readable(ps_sock s, int ms)
-{
-    ps_pollfd p;
-    double end = ps_sys_now() + ms / 1000.0;
-    for (;;) {
-        double left = end - ps_sys_now();
-        int rc;
-        if (left < 0)
-            left = 0;
-        p.fd = s;
-        p.events = PS_SYS_POLLIN;
-        p.revents = 0;
-        rc = ps_sys_poll(&p, 1, ms == 0 ? 0 : (int)(left * 1000.0) + 1);
-        if (rc > 0)
-            return 1;
-        if (rc == 0 || ps_sys_portable(ps_sys_error()) != PS_EINTR)
-            return 0;
-    }
-}
-
-static ps_sock tcp_listener(struct sockaddr_in *addr, int backlog)
-{
-    socklen_t len = (socklen_t)sizeof *addr;
-    ps_sock l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l == BAD_SOCK)
-        return BAD_SOCK;
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)addr, (socklen_t)sizeof *addr) != 0 ||
-        listen(l, backlog) != 0 ||
-        getsockname(l, (struct sockaddr *)addr, &len) != 0) {
-        ps_sys_close(l);
-        return BAD_SOCK;
-    }
-    return l;
-}
 
 /* n connected loopback pairs.  0 on success (else none are left open). */
 static int make_conns(conn *c, size_t n)
@@ -950,14 +862,8 @@ static void test_submit_op_reclaim_async_fd_limit(void)
 
 int main(void)
 {
-    int e = tp_init();
-    if (e != 0) {
-        printf("not ok - startup (error %d)\n0 passed, 1 failed\n", e);
+    if (check_begin("") != 0)
         return 1;
-    }
-    g_wine = tp_is_wine();
-    if (g_wine)
-        printf("# running under Wine\n");
 
     RUN(test_bad_handles);
     RUN(test_many_and_growth);
@@ -971,9 +877,5 @@ int main(void)
     RUN(test_free_in_flight);
     RUN(test_submit_op_reclaim_async_fd_limit);
 
-    if (g_wine)
-        printf("# %d of the passes are expected Wine deviations\n",
-               g_wine_deviations);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed > 0 ? 1 : 0;
+    return check_summary();
 }

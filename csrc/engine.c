@@ -1,4 +1,4 @@
-/* reap.c - the many-connection engine: one readiness set, one wait.
+/* engine.c - the many-connection engine: one readiness set, one wait.
  *
  * The engine keeps the started ops of one call in an active list and their
  * sockets in one readiness set (epoll on Linux, poll/WSAPoll elsewhere and
@@ -10,9 +10,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "platform.h"
+#include "core.h"
 
-#define NONE ((size_t)-1)
 #define WAKE_TAG ((size_t)-2) /* the readiness tag of the wake socket */
 #define PS_LINGER_MAX_BACKOFF_MS 16
 /* Below this many ops one poll() costs less than creating an epoll set. */
@@ -30,7 +29,7 @@ struct ps_engine {
     ps_op *ops;
     size_t n;
     size_t *active; /* indices of PS_PENDING ops */
-    size_t *where;  /* op index -> position in active, or NONE */
+    size_t *where;  /* op index -> position in active, or PS_NONE */
     size_t nactive;
     size_t *ready;  /* scratch: ops reported ready by one wait */
     size_t nlinger; /* active Linger ops: their acks are polled, not signalled */
@@ -44,7 +43,7 @@ struct ps_engine {
     int epfd;          /* -1: the poll backend */
     ps_pollfd *fds;    /* poll backend */
     size_t *fd_op;     /* slot -> op index */
-    size_t *op_fd;     /* op index -> slot, or NONE */
+    size_t *op_fd;     /* op index -> slot, or PS_NONE */
     size_t nfds;
     char *buf;         /* the discard buffer: this engine's own, so drains on
                           other threads never share it (drain.c) */
@@ -57,7 +56,7 @@ struct ps_engine {
 
 /* ps_op.watched with epoll: not in the set; one-shot and armed; reported
  * once and disarmed (still in the set, but it can never report again: see
- * platform.h, so it is closed without leaving the set); level-triggered
+ * sys_posix.h, so it is closed without leaving the set); level-triggered
  * (after a wake that did not end it). */
 enum { UNWATCHED = 0, ARMED = 1, DISARMED = 2, LEVEL = 3 };
 
@@ -70,14 +69,14 @@ static void unwatch(ps_engine *e, size_t i)
         e->ops[i].watched = UNWATCHED;
         return;
     }
-    if (e->op_fd[i] == NONE)
+    if (e->op_fd[i] == PS_NONE)
         return;
     slot = e->op_fd[i];
     last = --e->nfds;
     e->fds[slot] = e->fds[last];
     e->fd_op[slot] = e->fd_op[last];
     e->op_fd[e->fd_op[slot]] = slot;
-    e->op_fd[i] = NONE;
+    e->op_fd[i] = PS_NONE;
 }
 
 static int watch(ps_engine *e, size_t i, ps_error *err)
@@ -87,7 +86,7 @@ static int watch(ps_engine *e, size_t i, ps_error *err)
         return 0; /* nothing more to read: only its timers matter */
     if (e->epfd >= 0) {
         if (ps_sys_set_add_once(e->epfd, (ps_sock)op->fd, i) != 0) {
-            ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
+            (void)ps_fail_last(err, PS_STEP_POLL);
             return -1;
         }
         op->watched = ARMED;
@@ -104,12 +103,12 @@ static int watch(ps_engine *e, size_t i, ps_error *err)
 static void deactivate(ps_engine *e, size_t i)
 {
     size_t p = e->where[i], last;
-    if (p == NONE)
+    if (p == PS_NONE)
         return;
     last = e->active[--e->nactive];
     e->active[p] = last;
     e->where[last] = p;
-    e->where[i] = NONE;
+    e->where[i] = PS_NONE;
     if (e->ops[i].kind == PS_LINGER)
         e->nlinger--;
     unwatch(e, i);
@@ -237,7 +236,7 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n)
         e->incoming == NULL)
         goto fail;
     for (i = 0; i < n; i++)
-        e->where[i] = NONE;
+        e->where[i] = PS_NONE;
     if (n >= PS_EPOLL_MIN_OPS)
         e->epfd = ps_sys_set_open(); /* failing (or no epoll): poll */
     if (e->epfd < 0) {
@@ -247,7 +246,7 @@ ps_engine *ps_engine_new(ps_op *ops, size_t n)
         if (e->fds == NULL || e->fd_op == NULL || e->op_fd == NULL)
             goto fail;
         for (i = 0; i < n; i++)
-            e->op_fd[i] = NONE;
+            e->op_fd[i] = PS_NONE;
     }
     return e;
 fail:
@@ -280,15 +279,13 @@ static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
                     ps_error *err)
 {
     ps_op *op = &e->ops[i];
-    if (e->where[i] != NONE)
+    if (e->where[i] != PS_NONE)
         return 0; /* already in the set */
     if (op->kind >= PS_LINGER && e->buf == NULL) {
         /* Linger and Drain read; malloc'd once per engine. */
         e->buf = malloc(PS_SYS_DRAIN_CHUNK);
         if (e->buf == NULL) {
-            err->code = PS_ENOMEM;
-            err->oserr = 0;
-            err->step = PS_STEP_RECV;
+            (void)ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
             return -1;
         }
     }
@@ -311,53 +308,37 @@ static int begin_op(ps_engine *e, size_t i, size_t *freed, size_t *nfreed,
  * by realloc, its first e->n ops unchanged): indices stay valid, so the
  * readiness set is kept as it is.  PS_FAIL (PS_ENOMEM) leaves it unchanged
  * but for the ops pointer. */
-static int grow_array(size_t **a, size_t n)
-{
-    size_t *p = realloc(*a, n * sizeof *p);
-    if (p == NULL)
-        return -1;
-    *a = p;
-    return 0;
-}
-
 int ps_engine_grow(ps_engine *e, ps_op *ops, size_t n, ps_error *err)
 {
     size_t i;
     e->ops = ops;
     if (n <= e->n)
         return PS_DONE;
-    if (grow_array(&e->active, n) || grow_array(&e->where, n) ||
-        grow_array(&e->ready, n) || grow_array(&e->incoming, n))
+    if (ps_grow_indices(&e->active, n) || ps_grow_indices(&e->where, n) ||
+        ps_grow_indices(&e->ready, n) || ps_grow_indices(&e->incoming, n))
         goto fail;
     if (e->epfd < 0) {
         ps_pollfd *fds = realloc(e->fds, (n + 1) * sizeof *fds);
         if (fds == NULL)
             goto fail;
         e->fds = fds;
-        if (grow_array(&e->fd_op, n + 1) || grow_array(&e->op_fd, n))
+        if (ps_grow_indices(&e->fd_op, n + 1) || ps_grow_indices(&e->op_fd, n))
             goto fail;
         for (i = e->n; i < n; i++)
-            e->op_fd[i] = NONE;
+            e->op_fd[i] = PS_NONE;
     }
     for (i = e->n; i < n; i++)
-        e->where[i] = NONE;
+        e->where[i] = PS_NONE;
     e->n = n;
     return PS_DONE;
 fail:
-    err->code = PS_ENOMEM;
-    err->oserr = 0;
-    err->step = PS_STEP_POLL;
-    return PS_FAIL;
+    return ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
 }
 
 int ps_engine_add(ps_engine *e, size_t i, ps_error *err)
 {
-    if (i >= e->n || e->nincoming >= e->n) {
-        err->code = PS_EINVAL;
-        err->oserr = 0;
-        err->step = PS_STEP_ARGS;
-        return PS_FAIL;
-    }
+    if (i >= e->n || e->nincoming >= e->n)
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     if (!e->started) {
         e->started = 1; /* ops are added one by one: no begin-all */
         e->next_timer = ps_sys_now() + 3600.0;
@@ -370,10 +351,8 @@ int ps_engine_set_wake(ps_engine *e, intptr_t fd, ps_error *err)
 {
     e->wake_fd = fd;
     if (e->epfd >= 0) {
-        if (ps_sys_set_add(e->epfd, (ps_sock)fd, WAKE_TAG) != 0) {
-            ps_set_error(err, ps_sys_error(), PS_STEP_POLL);
-            return PS_FAIL;
-        }
+        if (ps_sys_set_add(e->epfd, (ps_sock)fd, WAKE_TAG) != 0)
+            return ps_fail_last(err, PS_STEP_POLL);
         return PS_DONE;
     }
     e->fds[e->nfds].fd = (ps_sock)fd;
@@ -389,12 +368,8 @@ int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err)
 {
     size_t k;
     ps_op *op;
-    if (i >= e->n || e->ops[i].phase != PS_PENDING) {
-        err->code = PS_EINVAL;
-        err->oserr = 0;
-        err->step = PS_STEP_ARGS;
-        return PS_FAIL;
-    }
+    if (i >= e->n || e->ops[i].phase != PS_PENDING)
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     op = &e->ops[i];
     /* Not begun yet: drop it from the incoming queue. */
     for (k = 0; k < e->nincoming; k++) {
@@ -418,7 +393,7 @@ int ps_engine_abort(ps_engine *e, size_t i, int reason, ps_error *err)
  * in poll: a long drain (PS_BLOCK_AFTER_WAKES) of a blocking socket (one
  * that is O_NONBLOCK is left so: its mode is shared with every descriptor
  * of it), with no wake socket.  Its SO_RCVTIMEO is kept to restore.
- * Returns 0, or NONE. */
+ * Returns 0, or PS_NONE. */
 static size_t blocking_op(ps_engine *e)
 {
     ps_op *op = &e->ops[0];
@@ -427,13 +402,13 @@ static size_t blocking_op(ps_engine *e)
         e->wake_fd >= 0 || e->block < 0 || e->data_wakes < PS_BLOCK_AFTER_WAKES ||
         op->phase != PS_PENDING || op->kind < PS_DRAIN || !op->setup ||
         op->res.peer_eof)
-        return NONE;
+        return PS_NONE;
     if (e->block == 0)
         e->block = ps_sys_is_blocking(s) == 1 &&
                            ps_sys_get_rcvtimeo(s, &e->saved) == 0
                        ? 1
                        : -1;
-    return e->block > 0 ? 0 : NONE;
+    return e->block > 0 ? 0 : PS_NONE;
 }
 
 /* Bound the next recv of op 0 by about ms (set only when the timeout in
@@ -523,8 +498,7 @@ int ps_engine_run(ps_engine *e, int slice_ms, size_t *freed, size_t *nfreed,
             if (oserr == PS_OS_EINTR)
                 break; /* back to the caller, whose signal handlers run */
             unblock(e);
-            ps_set_error(err, oserr, PS_STEP_POLL);
-            return PS_FAIL;
+            return ps_fail_os(err, oserr, PS_STEP_POLL);
         }
         now = ps_sys_now();
         for (j = 0; j < rc; j++)
@@ -548,12 +522,8 @@ int ps_ops_wait(ps_op *ops, size_t n, int slice_ms, ps_error *err)
 {
     ps_engine *e = ps_engine_new(ops, n);
     int r;
-    if (e == NULL) {
-        err->code = PS_ENOMEM;
-        err->oserr = 0;
-        err->step = PS_STEP_POLL;
-        return PS_FAIL;
-    }
+    if (e == NULL)
+        return ps_fail(err, PS_ENOMEM, PS_STEP_ALLOC);
     r = ps_engine_run(e, slice_ms, NULL, NULL, err);
     ps_engine_free(e);
     return r;

@@ -1,17 +1,27 @@
-/* test_platform.h - the one place in tests/c/ that knows which OS it is on.
+/* check.h - what the C test programs share: the check harness, the
+ * socket helpers, and the one place in tests/c/ that knows which OS it is
+ * on.
  *
- * csrc/platform.h already makes the socket calls the same on Winsock and
- * POSIX; this adds what only the tests need: a non-blocking switch, a
- * descriptor that is not a socket, a local stream socket pair, running a
- * check in a child process, and Wine detection.
+ * Each check prints "ok - name" or "not ok - name (why)" (a skipped one
+ * "ok - name # SKIP why", a known Wine deviation "ok - name # expected Wine
+ * deviation"); check_summary prints the last line, "N passed, M failed",
+ * and gives the exit status, 1 if M > 0.
+ *
+ * csrc/sys.h already makes the socket calls the same on Winsock and POSIX
+ * (the programs include csrc/core.h, which includes it); the OS part below
+ * adds what only the tests need: a non-blocking switch, a descriptor that
+ * is not a socket, a local stream socket pair, a signal after a delay,
+ * running a check in a child process, and Wine detection.
  */
-#ifndef PYSOCK_TEST_PLATFORM_H
-#define PYSOCK_TEST_PLATFORM_H
+#ifndef PYSOCK_CHECK_H
+#define PYSOCK_CHECK_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "platform.h"
+#include "core.h"
 
 /* An open descriptor/handle that is not a socket, and a way to show it is
  * still open after the core refused it. */
@@ -125,7 +135,6 @@ static inline int tp_isolated(int (*fn)(void *), void *arg, char *why,
 /* ------------------------------------------------------------------ POSIX */
 #include <fcntl.h>
 #include <signal.h>
-#include <string.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
@@ -297,5 +306,165 @@ static inline int tp_isolated(int (*fn)(void *), void *arg, char *why,
 }
 
 #endif /* _WIN32 */
+
+/* ------------------------------------------------------------- reporting */
+
+static int g_passed, g_failed, g_wine, g_wine_deviations;
+
+static inline void vcheck(const char *name, int cond, int wine_deviation,
+                          const char *fmt, va_list ap)
+{
+    if (cond) {
+        printf("ok - %s\n", name);
+        g_passed++;
+    } else if (wine_deviation && g_wine) {
+        printf("ok - %s # expected Wine deviation\n", name);
+        g_passed++;
+        g_wine_deviations++;
+    } else {
+        printf("not ok - %s (", name);
+        vprintf(fmt, ap);
+        printf(")\n");
+        g_failed++;
+    }
+    fflush(stdout);
+}
+
+/* One check: it passes if cond, else fails saying why (fmt, as printf). */
+static inline void check(const char *name, int cond, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vcheck(name, cond, 0, fmt, ap);
+    va_end(ap);
+}
+
+/* A check that Wine is known to fail in the way `wine_deviation` says. */
+static inline void check_wine(const char *name, int cond, int wine_deviation,
+                              const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vcheck(name, cond, wine_deviation, fmt, ap);
+    va_end(ap);
+}
+
+static inline void skip(const char *name, const char *why)
+{
+    printf("ok - %s # SKIP %s\n", name, why);
+    g_passed++;
+    fflush(stdout);
+}
+
+/* Start the sockets (POSIX: ignore SIGPIPE) and detect Wine, saying so
+ * with `wine_note` after "# running under Wine".  0, or nonzero after
+ * printing a failed startup and the last line. */
+static inline int check_begin(const char *wine_note)
+{
+    int e = tp_init();
+    if (e != 0) {
+        printf("not ok - startup (error %d)\n0 passed, 1 failed\n", e);
+        return 1;
+    }
+    g_wine = tp_is_wine();
+    if (g_wine)
+        printf("# running under Wine%s\n", wine_note);
+    return 0;
+}
+
+/* The last line, "N passed, M failed"; returns the exit status. */
+static inline int check_summary(void)
+{
+    if (g_wine)
+        printf("# %d of the passes are expected Wine deviations\n",
+               g_wine_deviations);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    return g_failed > 0 ? 1 : 0;
+}
+
+/* ------------------------------------------------------- socket helpers */
+
+#define BAD_SOCK ((ps_sock)-1) /* INVALID_SOCKET on Windows, -1 on POSIX */
+
+/* 1 if s becomes readable (data, EOF or an error) within ms (0: now). */
+static inline int wait_readable(ps_sock s, int ms)
+{
+    ps_pollfd p;
+    double end = ps_sys_now() + ms / 1000.0;
+    for (;;) {
+        double left = end - ps_sys_now();
+        int rc;
+        if (left < 0)
+            left = 0;
+        p.fd = s;
+        p.events = PS_SYS_POLLIN;
+        p.revents = 0;
+        rc = ps_sys_poll(&p, 1, ms == 0 ? 0 : (int)(left * 1000.0) + 1);
+        if (rc > 0)
+            return 1;
+        if (rc == 0 || ps_sys_portable(ps_sys_error()) != PS_EINTR)
+            return 0;
+    }
+}
+
+/* Wait at most ms for s to take more data. */
+static inline void wait_writable(ps_sock s, int ms)
+{
+    ps_pollfd p;
+    p.fd = s;
+    p.events = POLLOUT;
+    p.revents = 0;
+    (void)ps_sys_poll(&p, 1, ms);
+}
+
+/* A loopback TCP listener on a free port (*addr says which); BAD_SOCK if
+ * none. */
+static inline ps_sock tcp_listener(struct sockaddr_in *addr, int backlog)
+{
+    socklen_t len = (socklen_t)sizeof *addr;
+    ps_sock l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l == BAD_SOCK)
+        return BAD_SOCK;
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr->sin_port = 0;
+    if (bind(l, (struct sockaddr *)addr, (socklen_t)sizeof *addr) != 0 ||
+        listen(l, backlog) != 0 ||
+        getsockname(l, (struct sockaddr *)addr, &len) != 0) {
+        ps_sys_close(l);
+        return BAD_SOCK;
+    }
+    return l;
+}
+
+/* A connected loopback pair: *ours is the accepted end (the one the core
+ * closes, like a server's), *peer the connecting end.  0 on success, else
+ * -1 with both BAD_SOCK. */
+static inline int tcp_pair(ps_sock *ours, ps_sock *peer)
+{
+    struct sockaddr_in addr;
+    ps_sock l = tcp_listener(&addr, 16);
+    *ours = *peer = BAD_SOCK;
+    if (l == BAD_SOCK)
+        return -1;
+    *peer = socket(AF_INET, SOCK_STREAM, 0);
+    if (*peer == BAD_SOCK ||
+        connect(*peer, (struct sockaddr *)&addr, (socklen_t)sizeof addr) != 0) {
+        if (*peer != BAD_SOCK)
+            ps_sys_close(*peer);
+        ps_sys_close(l);
+        *peer = BAD_SOCK;
+        return -1;
+    }
+    *ours = accept(l, NULL, NULL);
+    ps_sys_close(l);
+    if (*ours == BAD_SOCK) {
+        ps_sys_close(*peer);
+        *peer = BAD_SOCK;
+        return -1;
+    }
+    return 0;
+}
 
 #endif

@@ -1,213 +1,47 @@
-/* platform.h - the only place in csrc/ that knows which OS it is on.
+/* sys_posix.h - POSIX (Linux, macOS, the BSDs): sockets, epoll on Linux,
+ * and pthreads for the reaper.
  *
- * Every function here has the same name and meaning on Winsock and POSIX:
- * they return -1 (or a negative count) on failure and ps_sys_error() gives
- * the OS error, which ps_sys_portable() turns into a PS_E* code.
+ * Included by sys.h only, which gives the same names on Windows (sys_win.h)
+ * and adds what is the same on both.  Every call returns -1 (or a negative
+ * count) on failure, and ps_sys_error() gives the OS error (errno).
  */
-#ifndef PYSOCK_PLATFORM_H
-#define PYSOCK_PLATFORM_H
+#ifndef PYSOCK_SYS_POSIX_H
+#define PYSOCK_SYS_POSIX_H
 
-#include "pysock.h"
-
-#ifdef _WIN32
-/* ---------------------------------------------------------------- Windows */
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#include <mstcpip.h>
-#include <windows.h>
-
-typedef SOCKET ps_sock;
-typedef WSAPOLLFD ps_pollfd;
-typedef u_short ps_linger_field;        /* struct linger is {u_short,u_short} */
-#define PS_SYS_SO_LINGER SO_LINGER      /* seconds */
-#define PS_SYS_SHUT_RD SD_RECEIVE
-#define PS_SYS_SHUT_WR SD_SEND
-#define PS_SYS_SHUT_RDWR SD_BOTH
-#define PS_SYS_POLLIN POLLRDNORM
-#define PS_SYS_POLLERRS (POLLERR | POLLHUP | POLLNVAL)
-#define PS_SYS_DISCARD_FLAGS 0
-#define PS_SYS_ZERO_COPY 0
-#define PS_SYS_PEEK_FLAGS MSG_PEEK /* the op made the socket non-blocking */
-/* closesocket with unread input sends RST (documented by Microsoft). */
-#define PS_SYS_UNREAD_INPUT_RESETS 1
-
-#define PS_OS_EBADF WSAEBADF
-#define PS_OS_ENOTSOCK WSAENOTSOCK
-#define PS_OS_ECONNRESET WSAECONNRESET
-#define PS_OS_ECONNABORTED WSAECONNABORTED
-#define PS_OS_ENOTCONN WSAENOTCONN
-#define PS_OS_EPIPE WSAECONNRESET /* Winsock has no EPIPE: a reset says so */
-#define PS_OS_ETIMEDOUT WSAETIMEDOUT
-#define PS_OS_EWOULDBLOCK WSAEWOULDBLOCK
-#define PS_OS_EAGAIN WSAEWOULDBLOCK
-#define PS_OS_EINTR WSAEINTR
-#define PS_OS_ENETDOWN WSAENETDOWN
-#define PS_OS_EINVAL WSAEINVAL
-#define PS_OS_ENOBUFS WSAENOBUFS
-#define PS_OS_EDOM WSAEINVAL
-
-/* SIO_TCP_INFO (Windows 10 1703+) and TCP_INFO_v0, declared here from
- * Microsoft's documentation because mingw-w64's headers lack them. */
-#ifndef SIO_TCP_INFO
-#define SIO_TCP_INFO _WSAIORW(IOC_VENDOR, 39)
-#endif
-typedef struct {
-    int State; /* TCPSTATE: 0 CLOSED ... 6 FIN_WAIT_2 ... 10 TIME_WAIT */
-    ULONG Mss;
-    ULONG64 ConnectionTimeMs;
-    BOOLEAN TimestampsEnabled;
-    ULONG RttUs;
-    ULONG MinRttUs;
-    ULONG BytesInFlight;
-    ULONG Cwnd;
-    ULONG SndWnd;
-    ULONG RcvWnd;
-    ULONG RcvBuf;
-    ULONG64 BytesOut;
-    ULONG64 BytesIn;
-    ULONG BytesReordered;
-    ULONG BytesRetrans;
-    ULONG FastRetrans;
-    ULONG DupAcksIn;
-    ULONG TimeoutEpisodes;
-    UCHAR SynRetrans;
-} ps_tcp_info_v0;
-#define PS_TCPSTATE_CLOSED 0
-#define PS_TCPSTATE_FIN_WAIT_2 6
-#define PS_TCPSTATE_TIME_WAIT 10
-
-static inline int ps_sys_init(void)
-{
-    WSADATA data;
-    return WSAStartup(MAKEWORD(2, 2), &data);
-}
-static inline int ps_sys_error(void) { return WSAGetLastError(); }
-static inline int ps_sys_handle_ok(intptr_t fd)
-{
-    if ((SOCKET)fd == INVALID_SOCKET) {
-        WSASetLastError(WSAENOTSOCK);
-        return 0;
-    }
-    return 1;
-}
-static inline int ps_sys_close(ps_sock s) { return closesocket(s); }
-static inline int ps_sys_poll(ps_pollfd *fds, size_t n, int ms)
-{
-    return WSAPoll(fds, (ULONG)n, ms);
-}
-static inline double ps_sys_now(void)
-{
-    static LARGE_INTEGER freq; /* set once; QueryPerformanceFrequency never changes */
-    LARGE_INTEGER t;
-    if (freq.QuadPart == 0)
-        QueryPerformanceFrequency(&freq);
-    QueryPerformanceCounter(&t);
-    return (double)t.QuadPart / (double)freq.QuadPart;
-}
-/* Winsock has no MSG_DONTWAIT: ops put the socket they own in
- * non-blocking mode, which is also what keeps closesocket from ever
- * blocking (a lingering closesocket on it is never asked for). */
-static inline int ps_sys_sleep(int ms)
-{
-    Sleep((DWORD)ms);
-    return 0;
-}
-static inline int ps_sys_blocking(ps_sock s)
-{
-    u_long off = 0;
-    return ioctlsocket(s, FIONBIO, &off);
-}
-static inline int ps_sys_nonblocking(ps_sock s)
-{
-    u_long on = 1;
-    return ioctlsocket(s, FIONBIO, &on);
-}
-static inline long ps_sys_recv_discard(ps_sock s, char *buf, size_t len)
-{
-    return (long)recv(s, buf, (int)(len > 0x7fffffff ? 0x7fffffff : len), 0);
-}
-/* A drain waits in poll, never in recv: an op's socket is non-blocking
- * (FIONBIO, see above), so the blocking-recv drain of POSIX is off. */
-#define PS_SYS_BLOCKING_DRAIN 0
-typedef DWORD ps_timeo;
-static inline int ps_sys_is_blocking(ps_sock s)
-{
-    (void)s;
-    return -1;
-}
-static inline int ps_sys_get_rcvtimeo(ps_sock s, ps_timeo *t)
-{
-    (void)s;
-    (void)t;
-    return -1;
-}
-static inline int ps_sys_set_rcvtimeo(ps_sock s, const ps_timeo *t)
-{
-    (void)s;
-    (void)t;
-    return -1;
-}
-static inline void ps_sys_timeo_ms(ps_timeo *t, int ms) { *t = (DWORD)ms; }
-static inline long ps_sys_recv_discard_wait(ps_sock s, char *buf, size_t len)
-{
-    return ps_sys_recv_discard(s, buf, len);
-}
-static inline int ps_sys_pending_input(ps_sock s, unsigned long *n)
-{
-    u_long v = 0;
-    if (ioctlsocket(s, FIONREAD, &v) != 0)
-        return -1;
-    *n = v;
-    return 0;
-}
-/* Bytes sent but not yet acknowledged, our FIN counting as one: 0 means
- * the peer has acknowledged everything.  -1: the OS cannot tell (before
- * Windows 10 1703). */
-static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
-{
-    DWORD version = 0, got = 0;
-    ps_tcp_info_v0 info;
-    if (WSAIoctl(s, SIO_TCP_INFO, &version, sizeof version, &info,
-                 sizeof info, &got, NULL, NULL) != 0)
-        return -1;
-    if (fin_sent) {
-        /* Our FIN is acknowledged once we are in FIN-WAIT-2 or later. */
-        *n = (info.State == PS_TCPSTATE_FIN_WAIT_2 ||
-              info.State == PS_TCPSTATE_TIME_WAIT ||
-              info.State == PS_TCPSTATE_CLOSED)
-                 ? 0
-                 : (unsigned long)info.BytesInFlight + 1;
-    } else {
-        /* BytesInFlight leaves out data still queued unsent (a full peer
-         * window): zero in flight does not mean all acknowledged. */
-        if (info.BytesInFlight == 0)
-            return -1;
-        *n = (unsigned long)info.BytesInFlight;
-    }
-    return 0;
-}
-
+/* The readiness set is epoll on Linux, unless built with
+ * PYSOCK_BACKEND=poll (-DPS_FORCE_POLL); elsewhere none (sys.h's stubs:
+ * the engine keeps its poll array).  Only Linux asks one question for both
+ * TCP queues (ps_sys_tcp_queues, below). */
+#if defined(__linux__) && !defined(PS_FORCE_POLL)
+#define PS_SYS_HAVE_SET 1
 #else
-/* ------------------------------------------------------------------ POSIX */
+#define PS_SYS_HAVE_SET 0
+#endif
+#ifdef __linux__
+#define PS_SYS_HAVE_TCP_QUEUES 1
+#else
+#define PS_SYS_HAVE_TCP_QUEUES 0
+#endif
+
 #include <errno.h>
-#include <poll.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/sockios.h>
 #include <linux/sock_diag.h>
-#ifndef PS_FORCE_POLL
-#include <sys/epoll.h>
 #endif
+#if PS_SYS_HAVE_SET
+#include <sys/epoll.h>
 #endif
 #if defined(__APPLE__) || defined(__FreeBSD__)
 /* The TCP state numbers.  Every macOS SDK and FreeBSD install
@@ -259,6 +93,14 @@ typedef int ps_linger_field;
 #define PS_SYS_ZERO_COPY 0
 #endif
 #define PS_SYS_PEEK_FLAGS (MSG_PEEK | MSG_DONTWAIT)
+/* A send to a reset peer fails with EPIPE instead of raising SIGPIPE,
+ * where the OS has the flag (elsewhere the caller's SIGPIPE disposition
+ * holds: CPython ignores it). */
+#ifdef MSG_NOSIGNAL
+#define PS_SYS_SEND_FLAGS MSG_NOSIGNAL
+#else
+#define PS_SYS_SEND_FLAGS 0
+#endif
 
 #if defined(__FreeBSD__) || defined(__DragonFly__)
 /* FreeBSD sends FIN and discards unread input. */
@@ -463,129 +305,12 @@ static inline int ps_sys_unacked(ps_sock s, int fin_sent, unsigned long *n)
 }
 #endif
 
-#endif /* _WIN32 */
-
-#ifndef __linux__
-/* One question for two: only Linux has it (see above). */
-static inline int ps_sys_tcp_queues(ps_sock s, int *input, int *unacked)
-{
-    (void)s;
-    (void)input;
-    (void)unacked;
-    return -1;
-}
-#endif
-
-/* The drain's read size, and the size of each engine's discard buffer: with
- * MSG_TRUNC a TCP recv writes nothing, so on Linux it is large (the pages
- * of a malloc'd buffer that is never written cost no memory) to discard a
- * full receive buffer in few system calls; still real memory, because
- * Linux ignores MSG_TRUNC on AF_UNIX streams and copies. */
-#define PS_SYS_DRAIN_CHUNK (PS_SYS_ZERO_COPY ? 1024 * 1024 : 64 * 1024)
-
-/* ------------------------------------------------------- the same on both */
-
-static inline int ps_sys_set_linger(ps_sock s, int enabled, int seconds)
-{
-    struct linger l;
-    l.l_onoff = (ps_linger_field)(enabled ? 1 : 0);
-    l.l_linger = (ps_linger_field)seconds;
-    return setsockopt(s, SOL_SOCKET, PS_SYS_SO_LINGER, (const char *)&l,
-                      (socklen_t)sizeof l);
-}
-
-static inline int ps_sys_get_linger(ps_sock s, int *enabled, int *seconds)
-{
-    struct linger l;
-    socklen_t len = (socklen_t)sizeof l;
-    if (getsockopt(s, SOL_SOCKET, PS_SYS_SO_LINGER, (char *)&l, &len) != 0)
-        return -1;
-    *enabled = l.l_onoff != 0;
-    *seconds = (int)l.l_linger;
-    return 0;
-}
-
-/* SO_TYPE: -1 if it is not an open socket (the first call every op makes,
- * so a descriptor that is not a socket is never closed). */
-static inline int ps_sys_socktype(ps_sock s, int *type)
-{
-    int v = 0;
-    socklen_t len = (socklen_t)sizeof v;
-    if (getsockopt(s, SOL_SOCKET, SO_TYPE, (char *)&v, &len) != 0)
-        return -1;
-    *type = v;
-    return 0;
-}
-
-static inline int ps_sys_is_stream(int type) { return type == SOCK_STREAM; }
-
-/* SO_ERROR (and clears it); 0 if it cannot be read. */
-static inline int ps_sys_pending_error(ps_sock s)
-{
-    int v = 0;
-    socklen_t len = (socklen_t)sizeof v;
-    if (getsockopt(s, SOL_SOCKET, SO_ERROR, (char *)&v, &len) != 0)
-        return 0;
-    return v;
-}
-
-/* 1 connected, 0 not connected (never connected, listening, or reset; then
- * *pending_error holds SO_ERROR), -1 on another error. */
-static inline int ps_sys_connected(ps_sock s, int *pending_error)
-{
-    struct sockaddr_storage addr;
-    socklen_t len = (socklen_t)sizeof addr;
-    if (getpeername(s, (struct sockaddr *)&addr, &len) == 0)
-        return 1;
-    if (ps_sys_error() != PS_OS_ENOTCONN)
-        return -1;
-    *pending_error = ps_sys_pending_error(s);
-    return 0;
-}
-
-/* How a connection that getpeername calls not connected came to its end,
- * told by what every OS reports alike: the pending error (Linux keeps
- * ECONNRESET, or EPIPE when the RST came after the peer's FIN), else a
- * non-blocking peek (Windows keeps no SO_ERROR, but its recv goes on failing
- * with WSAECONNRESET after a reset).  Never-connected sockets, listeners and
- * connects in progress say ENOTCONN (EINVAL on some BSDs) or would block.
- * Returns PS_ENDED_RESET, PS_ENDED_NEVER (never connected, or a listener) or
- * PS_ENDED_CLOSED (it was connected and the peer's FIN or data is still
- * there to read: the op goes on without a shutdown). */
-enum { PS_ENDED_RESET, PS_ENDED_NEVER, PS_ENDED_CLOSED };
-
-static inline int ps_sys_is_reset(int e)
-{
-    return e == PS_OS_ECONNRESET || e == PS_OS_ECONNABORTED ||
-           e == PS_OS_EPIPE || e == PS_OS_ETIMEDOUT;
-}
-
-static inline int ps_sys_ended(ps_sock s, int pending_error)
-{
-    char byte;
-    int e;
-    if (pending_error != 0)
-        return ps_sys_is_reset(pending_error) ? PS_ENDED_RESET : PS_ENDED_NEVER;
-    if (recv(s, &byte, 1, PS_SYS_PEEK_FLAGS) >= 0)
-        return PS_ENDED_CLOSED;
-    e = ps_sys_error();
-    return ps_sys_is_reset(e) ? PS_ENDED_RESET : PS_ENDED_NEVER;
-}
-
-static inline int ps_sys_shutdown(ps_sock s, int how)
-{
-    int h = how == PS_SHUT_RECEIVE ? PS_SYS_SHUT_RD
-          : how == PS_SHUT_SEND    ? PS_SYS_SHUT_WR
-                                   : PS_SYS_SHUT_RDWR;
-    return shutdown(s, h);
-}
-
 /* ------------------------------------------------------ readiness set
  * epoll on Linux; everything else, and Linux built with PYSOCK_BACKEND=poll
  * (-DPS_FORCE_POLL), uses ps_sys_poll over an array.
  *
  * An op's socket is registered one-shot: it reports once, then stays in the
- * set disarmed until ps_sys_set_rearm.  While armed it is level-triggered
+ * set disarmed until ps_sys_set_level.  While armed it is level-triggered
  * like poll (the drain loop may stop after a short read, before the recv
  * that would see a FIN queued with the data: the re-armed socket reports at
  * once).  Why one-shot: epoll keys a registration by the open file
@@ -603,7 +328,7 @@ static inline int ps_sys_shutdown(ps_sock s, int how)
  * keeps alive is one disarmed entry until the dup is closed; if that same
  * description comes back under the same number (dup2) and is added again,
  * the ADD says EEXIST and the entry is re-armed instead. */
-#if defined(__linux__) && !defined(PS_FORCE_POLL)
+#if PS_SYS_HAVE_SET
 typedef struct epoll_event ps_event;
 static inline int ps_sys_set_open(void) { return epoll_create1(EPOLL_CLOEXEC); }
 /* Level-triggered and always armed (the wake socket). */
@@ -649,178 +374,13 @@ static inline void ps_sys_set_del(int ep, ps_sock s)
     (void)epoll_ctl(ep, EPOLL_CTL_DEL, s, &ev);
 }
 static inline void ps_sys_set_close(int ep) { (void)close(ep); }
-#else
-/* No epoll: opening a set fails, so the engine keeps its poll array. */
-typedef struct {
-    size_t tag;
-} ps_event;
-static inline int ps_sys_set_open(void) { return -1; }
-static inline int ps_sys_set_add(int ep, ps_sock s, size_t tag)
-{
-    (void)ep;
-    (void)s;
-    (void)tag;
-    return -1;
-}
-static inline int ps_sys_set_add_once(int ep, ps_sock s, size_t tag)
-{
-    return ps_sys_set_add(ep, s, tag);
-}
-static inline int ps_sys_set_level(int ep, ps_sock s, size_t tag)
-{
-    return ps_sys_set_add(ep, s, tag);
-}
-static inline int ps_sys_set_wait(int ep, ps_event *evs, int max, int ms)
-{
-    (void)ep;
-    (void)evs;
-    (void)max;
-    (void)ms;
-    return -1;
-}
-static inline size_t ps_sys_event_tag(const ps_event *ev) { return ev->tag; }
-static inline void ps_sys_set_del(int ep, ps_sock s)
-{
-    (void)ep;
-    (void)s;
-}
-static inline void ps_sys_set_close(int ep) { (void)ep; }
-#endif
-
-static inline int ps_sys_portable(int e)
-{
-    if (e == 0)
-        return PS_OK;
-    if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK)
-        return PS_ENOTSOCK;
-    if (e == PS_OS_ECONNRESET)
-        return PS_ECONNRESET;
-    if (e == PS_OS_ECONNABORTED)
-        return PS_ECONNABORTED;
-    if (e == PS_OS_ENOTCONN)
-        return PS_ENOTCONN;
-    if (e == PS_OS_EWOULDBLOCK || e == PS_OS_EAGAIN)
-        return PS_EWOULDBLOCK;
-    if (e == PS_OS_EINTR)
-        return PS_EINTR;
-    if (e == PS_OS_ENETDOWN)
-        return PS_ENETDOWN;
-    if (e == PS_OS_EINVAL)
-        return PS_EINVAL;
-    if (e == PS_OS_ENOBUFS)
-        return PS_ENOMEM;
-    return PS_EOTHER;
-}
+#endif /* PS_SYS_HAVE_SET */
 
 /* ------------------------------------------------------------ threads
  * What the reaper (reaper.c) needs: a thread, a mutex, a condition variable
  * waited on with a timeout, and a wake pair (two connected non-blocking
- * stream sockets, one byte written to wake a readiness wait).  Windows:
- * _beginthreadex, SRWLOCK, CONDITION_VARIABLE and a loopback TCP pair (as
- * Python's socket.socketpair does there); POSIX: pthreads and
+ * stream sockets, one byte written to wake a readiness wait): pthreads and
  * socketpair(AF_UNIX).  0 on success, else nonzero. */
-#include <string.h>
-#ifdef _WIN32
-#include <process.h>
-
-typedef HANDLE ps_thread;
-typedef SRWLOCK ps_mutex;
-typedef CONDITION_VARIABLE ps_cond;
-typedef unsigned(__stdcall *ps_thread_main)(void *);
-#define PS_THREAD_RETURN unsigned __stdcall
-
-static inline int ps_thread_start(ps_thread *t, ps_thread_main fn, void *arg)
-{
-    uintptr_t h = _beginthreadex(NULL, 0, fn, arg, 0, NULL);
-    if (h == 0)
-        return -1;
-    *t = (HANDLE)h;
-    return 0;
-}
-static inline void ps_thread_join(ps_thread t)
-{
-    WaitForSingleObject(t, INFINITE);
-    CloseHandle(t);
-}
-/* The calling thread yields to the process's other threads: the reaper's
- * threads are background work, a busy server's own threads come first. */
-static inline void ps_thread_background(void)
-{
-    (void)SetThreadPriority(GetCurrentThread(), THREAD_PRIORITY_BELOW_NORMAL);
-}
-static inline int ps_mutex_init(ps_mutex *m)
-{
-    InitializeSRWLock(m);
-    return 0;
-}
-static inline void ps_mutex_destroy(ps_mutex *m) { (void)m; }
-static inline void ps_mutex_lock(ps_mutex *m) { AcquireSRWLockExclusive(m); }
-static inline void ps_mutex_unlock(ps_mutex *m) { ReleaseSRWLockExclusive(m); }
-static inline int ps_cond_init(ps_cond *c)
-{
-    InitializeConditionVariable(c);
-    return 0;
-}
-static inline void ps_cond_destroy(ps_cond *c) { (void)c; }
-static inline void ps_cond_broadcast(ps_cond *c) { WakeAllConditionVariable(c); }
-/* Wait at most ms (< 0: no limit); may return early, the caller re-checks. */
-static inline void ps_cond_wait_ms(ps_cond *c, ps_mutex *m, int ms)
-{
-    (void)SleepConditionVariableSRW(c, m, ms < 0 ? INFINITE : (DWORD)ms, 0);
-}
-
-/* The soft limit on open descriptors (the reaper's descriptor ceiling):
- * 1 and *soft set where there is one, 0 where it is unlimited, -1 where the
- * OS has no such limit (Windows: the caller assumes one). */
-static inline int ps_sys_nofile(uint64_t *soft)
-{
-    *soft = 0;
-    return -1;
-}
-static inline int ps_sys_wake_pair(ps_sock sv[2])
-{
-    struct sockaddr_in addr;
-    int len = (int)sizeof addr;
-    u_long on = 1;
-    ps_sock l = socket(AF_INET, SOCK_STREAM, 0);
-    sv[0] = sv[1] = INVALID_SOCKET;
-    if (l == INVALID_SOCKET)
-        return -1;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)&addr, len) != 0 || listen(l, 1) != 0 ||
-        getsockname(l, (struct sockaddr *)&addr, &len) != 0)
-        goto fail;
-    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
-    if (sv[1] == INVALID_SOCKET ||
-        connect(sv[1], (struct sockaddr *)&addr, (int)sizeof addr) != 0)
-        goto fail;
-    sv[0] = accept(l, NULL, NULL);
-    if (sv[0] == INVALID_SOCKET)
-        goto fail;
-    closesocket(l);
-    if (ioctlsocket(sv[0], FIONBIO, &on) != 0 ||
-        ioctlsocket(sv[1], FIONBIO, &on) != 0) {
-        l = INVALID_SOCKET;
-        goto fail;
-    }
-    return 0;
-fail:
-    if (l != INVALID_SOCKET)
-        closesocket(l);
-    if (sv[0] != INVALID_SOCKET)
-        closesocket(sv[0]);
-    if (sv[1] != INVALID_SOCKET)
-        closesocket(sv[1]);
-    sv[0] = sv[1] = INVALID_SOCKET;
-    return -1;
-}
-#else
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
-#include <sys/resource.h>
 
 typedef pthread_t ps_thread;
 typedef pthread_mutex_t ps_mutex;
@@ -935,25 +495,6 @@ static inline int ps_sys_wake_pair(ps_sock sv[2])
         }
     }
     return 0;
-}
-#endif /* _WIN32 */
-
-/* One byte into a wake pair's writing end (a full pair is awake already). */
-static inline void ps_sys_wake_send(ps_sock s)
-{
-    char byte = 0;
-#ifdef MSG_NOSIGNAL
-    (void)send(s, &byte, 1, MSG_NOSIGNAL);
-#else
-    (void)send(s, &byte, 1, 0);
-#endif
-}
-/* Empty a wake pair's reading end. */
-static inline void ps_sys_wake_drain(ps_sock s)
-{
-    char buf[256];
-    while (recv(s, buf, (int)sizeof buf, 0) > 0)
-        ;
 }
 
 #endif

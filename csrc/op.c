@@ -1,4 +1,7 @@
-/* linger.c - SO_LINGER, shutdown, and close by policy.
+/* op.c - one connection's close, by policy: the state machine of an op
+ * (ps_op_start, ps_op_step, ps_op_finish), the one-call closes (Graceful,
+ * Abortive), shutdown and the SO_LINGER option, and ps_init.  The waiting
+ * is engine.c's; the reading, drain.c's.
  *
  * Close discipline (after libuv): check that the handle is a socket before
  * anything else, so a descriptor that is not one is never closed; never
@@ -7,28 +10,7 @@
  */
 #include <string.h>
 
-#include "platform.h"
-
-void ps_set_error(ps_error *err, int oserr, int step)
-{
-    err->oserr = oserr;
-    err->code = ps_sys_portable(oserr);
-    err->step = step;
-}
-
-static int fail(ps_error *err, int step)
-{
-    ps_set_error(err, ps_sys_error(), step);
-    return PS_FAIL;
-}
-
-static int bad_args(ps_error *err)
-{
-    err->code = PS_EINVAL;
-    err->oserr = 0;
-    err->step = PS_STEP_ARGS;
-    return PS_FAIL;
-}
+#include "core.h"
 
 int ps_init(void) { return ps_sys_init(); }
 
@@ -38,10 +20,10 @@ int ps_set_linger(intptr_t fd, int enabled, int seconds, ps_error *err)
 {
     memset(err, 0, sizeof *err);
     if (seconds < 0 || seconds > 65535)
-        return bad_args(err);
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     if (!ps_sys_handle_ok(fd) ||
         ps_sys_set_linger((ps_sock)fd, enabled, seconds) != 0)
-        return fail(err, PS_STEP_SETLINGER);
+        return ps_fail_last(err, PS_STEP_SETLINGER);
     return PS_DONE;
 }
 
@@ -50,7 +32,7 @@ int ps_get_linger(intptr_t fd, int *enabled, int *seconds, ps_error *err)
     memset(err, 0, sizeof *err);
     if (!ps_sys_handle_ok(fd) ||
         ps_sys_get_linger((ps_sock)fd, enabled, seconds) != 0)
-        return fail(err, PS_STEP_GETLINGER);
+        return ps_fail_last(err, PS_STEP_GETLINGER);
     return PS_DONE;
 }
 
@@ -59,11 +41,11 @@ int ps_shutdown(intptr_t fd, int how, ps_error *err)
     int type;
     memset(err, 0, sizeof *err);
     if (how < PS_SHUT_RECEIVE || how > PS_SHUT_BOTH)
-        return bad_args(err);
+        return ps_fail(err, PS_EINVAL, PS_STEP_ARGS);
     if (!ps_sys_handle_ok(fd) || ps_sys_socktype((ps_sock)fd, &type) != 0)
-        return fail(err, PS_STEP_SOCKTYPE);
+        return ps_fail_last(err, PS_STEP_SOCKTYPE);
     if (ps_sys_shutdown((ps_sock)fd, how) != 0)
-        return fail(err, PS_STEP_SHUTDOWN);
+        return ps_fail_last(err, PS_STEP_SHUTDOWN);
     return PS_DONE;
 }
 
@@ -84,8 +66,7 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
         ps_sys_set_linger(s, linger == LINGER_ABORT, 0) != 0) {
         e = ps_sys_error();
         if (e != PS_OS_EINVAL) { /* EINVAL: already shut down (macOS) */
-            ps_set_error(&res->err, e, PS_STEP_SETLINGER);
-            return PS_FAIL;
+            return ps_fail_os(&res->err, e, PS_STEP_SETLINGER);
         }
     }
     /* A Graceful close of a TCP socket: one call says which of the two
@@ -110,8 +91,7 @@ static int release(ps_sock s, ps_result *res, int linger, int fin_sent,
         e = ps_sys_error();
         if (e == PS_OS_EBADF || e == PS_OS_ENOTSOCK ||
             e == PS_OS_EWOULDBLOCK) { /* the handle is still open */
-            ps_set_error(&res->err, e, PS_STEP_CLOSE);
-            return PS_FAIL;
+            return ps_fail_os(&res->err, e, PS_STEP_CLOSE);
         }
         /* EINTR, EINPROGRESS, ECONNRESET...: the handle is gone; never
          * close again. */
@@ -126,10 +106,8 @@ static int close_now(intptr_t fd, int abortive, int tcp, ps_result *res)
     double start = ps_sys_now();
     memset(res, 0, sizeof *res);
     res->reason = PS_REASON_CLOSED;
-    if (!ps_sys_handle_ok(fd)) {
-        ps_set_error(&res->err, ps_sys_error(), PS_STEP_SETLINGER);
-        return PS_FAIL;
-    }
+    if (!ps_sys_handle_ok(fd))
+        return ps_fail_last(&res->err, PS_STEP_SETLINGER);
     return release((ps_sock)fd, res, abortive ? LINGER_ABORT : LINGER_OFF, 0,
                    tcp, start);
 }
@@ -166,27 +144,24 @@ static int start(ps_op *op, intptr_t fd, int kind, double timeout,
     op->backoff_ms = 1;
     op->phase = PS_FAIL;
     if (kind < PS_GRACEFUL || kind > PS_DRAIN_ONLY)
-        return bad_args(&op->res.err);
+        return ps_fail(&op->res.err, PS_EINVAL, PS_STEP_ARGS);
     if (kind >= PS_LINGER) {
         /* !(x > 0) is also true for NaN. */
         if (!(timeout > 0) || timeout > 1e9 || idle < 0 || idle != idle ||
             idle > 1e9)
-            return bad_args(&op->res.err);
+            return ps_fail(&op->res.err, PS_EINVAL, PS_STEP_ARGS);
         op->deadline = op->start + timeout;
         op->idle = idle;
         op->idle_deadline = op->start + idle;
         op->max_bytes = max_bytes;
     }
     if (!ps_sys_handle_ok(fd))
-        return fail(&op->res.err, PS_STEP_SOCKTYPE);
+        return ps_fail_last(&op->res.err, PS_STEP_SOCKTYPE);
     if (check_type) {
         if (ps_sys_socktype((ps_sock)fd, &type) != 0)
-            return fail(&op->res.err, PS_STEP_SOCKTYPE);
-        if (kind >= PS_LINGER && !ps_sys_is_stream(type)) {
-            op->res.err.code = PS_ENOTSTREAM;
-            op->res.err.step = PS_STEP_SOCKTYPE;
-            return PS_FAIL;
-        }
+            return ps_fail_last(&op->res.err, PS_STEP_SOCKTYPE);
+        if (kind >= PS_LINGER && !ps_sys_is_stream(type))
+            return ps_fail(&op->res.err, PS_ENOTSTREAM, PS_STEP_SOCKTYPE);
     }
     if (kind == PS_ABORTIVE)
         op->res.how = PS_HOW_ABORTIVE;
@@ -222,7 +197,7 @@ static int setup(ps_op *op)
 
     op->setup = 1;
     if (ps_sys_nonblocking(s) != 0)
-        return fail(&op->res.err, PS_STEP_IOCTL);
+        return ps_fail_last(&op->res.err, PS_STEP_IOCTL);
     if (op->kind != PS_DRAIN_ONLY) {
         if (ps_sys_shutdown(s, PS_SHUT_SEND) == 0)
             return PS_PENDING;
@@ -232,15 +207,13 @@ static int setup(ps_op *op)
             op->res.how = PS_HOW_ABORTIVE;
             return PS_CLOSING;
         }
-        if (e != PS_OS_ENOTCONN) {
-            ps_set_error(&op->res.err, e, PS_STEP_SHUTDOWN);
-            return PS_FAIL;
-        }
+        if (e != PS_OS_ENOTCONN)
+            return ps_fail_os(&op->res.err, e, PS_STEP_SHUTDOWN);
         pending_error = ps_sys_pending_error(s);
     } else {
         c = ps_sys_connected(s, &pending_error);
         if (c < 0)
-            return fail(&op->res.err, PS_STEP_SHUTDOWN);
+            return ps_fail_last(&op->res.err, PS_STEP_SHUTDOWN);
         if (c > 0)
             return PS_PENDING;
     }
@@ -252,10 +225,8 @@ static int setup(ps_op *op)
     case PS_ENDED_CLOSED:
         return PS_PENDING; /* read what is left, then EOF */
     default:
-        if (op->kind == PS_DRAIN_ONLY) {
-            ps_set_error(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
-            return PS_FAIL;
-        }
+        if (op->kind == PS_DRAIN_ONLY)
+            return ps_fail_os(&op->res.err, PS_OS_ENOTCONN, PS_STEP_SHUTDOWN);
         op->res.reason = PS_REASON_NOT_CONNECTED;
         return PS_CLOSING;
     }
