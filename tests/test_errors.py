@@ -1,4 +1,5 @@
-"""Bad input (DESIGN section 2) and the error table (section 5).
+"""Bad input (docs/design.md, Policies) and the error table (docs/design.md,
+Errors).
 
 After every rejected call the socket must be untouched: still open, and the
 peer saw neither FIN nor RST (the pair can still exchange a byte)."""
@@ -246,7 +247,7 @@ def _assert_udp_usable(sock: socket.socket) -> None:
         assert other.recvfrom(16)[0] == b"ping"
 
 
-# --------------------------------------------------- not a socket (section 5)
+# -------------------------------------------------------------- not a socket
 
 ALL_CALLS = [
     ("close", lambda s: pysock.close(s)),
@@ -346,7 +347,7 @@ def test_out_of_range_int_handle_is_rejected_and_touches_nothing(tcp_pair, offse
     assert_pair_intact(server, client)
 
 
-# ----------------------------------------------------- not connected (section 5)
+# ------------------------------------------------------------ not connected
 
 
 def test_shutdown_on_unconnected_socket_raises_not_connected():

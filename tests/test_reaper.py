@@ -30,6 +30,7 @@ from support import (
 
 import pysock
 from pysock import Reaper, ReaperClosedError
+from pysock._reaper import hand_over
 
 
 @pytest.fixture
@@ -73,20 +74,20 @@ def test_a_signal_handler_raising_right_after_the_hand_over_leaves_one_owner(
     call that queued the close returns: the socket object must still let go
     of the handle, or the caller's own close and the reaper's would both
     close it.  The raise is injected at that point; the close goes on."""
-    import pysock._reaper as reaper_module
+    import pysock._binding as binding
 
     server, client = tcp_pair
-    real = reaper_module._submit_op
+    real = binding._submit_op
 
     def submit_then_raise(*args: object) -> int:
         real(*args)
         raise KeyboardInterrupt  # as a handler would, at the next bytecode
 
-    monkeypatch.setattr(reaper_module, "_submit_op", submit_then_raise)
+    monkeypatch.setattr(binding, "_submit_op", submit_then_raise)
     results: list[pysock.CloseResult | BaseException] = []
     got = threading.Event()
     with pytest.raises(KeyboardInterrupt):
-        reaper._submit(server, pysock.Drain(timeout=5), lambda r: (results.append(r), got.set()))
+        hand_over(reaper, server, pysock.Drain(timeout=5), lambda r: (results.append(r), got.set()))
     assert server.fileno() == -1  # the reaper's alone
     server.close()  # the caller's cleanup after the exception: touches nothing now
     client.sendall(b"body the server never read")
