@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from pysock._errors import NotASocketError, make_error, raise_error
 from pysock._types import (
@@ -52,6 +52,7 @@ __all__ = [
     "SLICE_MS",
     "STEPS",
     "NativeReaper",
+    "NativeStats",
     "background_thread",
     "check_stream",
     "close_now",
@@ -493,12 +494,25 @@ def background_thread() -> None:
     lib.ps_background_thread()
 
 
+class NativeStats(NamedTuple):
+    """The native reaper's counts (ps_reaper_stats)."""
+
+    submitted: int  # accepted by submit
+    done: int  # completed with a result (reclaimed included)
+    failed: int  # completed with an error (or dropped: out of memory)
+    reclaimed: int  # of done: ended by a reclaim or the cap
+    in_flight: int  # submitted, not yet completed
+    waiting: int  # completions not yet harvested
+    capacity: int  # op slots allocated now
+    max_in_flight: int  # the cap, 0 = none
+
+
 Outcome = CloseResult | int | Exception  # a close's result or error; a reclaim's count
 
 
 class NativeReaper:
     """The C core's reaper (``csrc/reaper.c``): a native thread over a
-    long-lived engine, its submission and completion queues.
+    long-lived engine, its submission and completion queues, its counts.
     Thread-safe as ``ps_reaper_*`` is, except that :meth:`free` and the
     ``fork_*`` calls must not race other calls."""
 
@@ -574,6 +588,20 @@ class NativeReaper:
         ``timeout`` (None: no limit), then is aborted; joins the thread
         (without the GIL)."""
         lib.ps_reaper_close(self._r, -1.0 if timeout is None else float(timeout))
+
+    def stats(self) -> NativeStats:
+        out = ffi.new("ps_reaper_stats *")
+        lib.ps_reaper_get_stats(self._r, out)
+        return NativeStats(
+            int(out.submitted),
+            int(out.done),
+            int(out.failed),
+            int(out.reclaimed),
+            int(out.in_flight),
+            int(out.waiting),
+            int(out.capacity),
+            int(out.max_in_flight),
+        )
 
     def free(self) -> None:
         """Free everything (no call may follow)."""

@@ -66,7 +66,9 @@ reaper in the child on first use.  The parent's closes go on undisturbed.
 
 Thread safety, also on free-threaded CPython (3.13t, 3.14t): the C state is
 guarded by the C reaper's mutex; the Python state (the token map from each
-queued close to its future, and the counts) by a ``threading.Lock``.
+queued close to its future, and the counts by reason and how) by a
+``threading.Lock``.  The counts C keeps (in flight, done, failed, reclaimed)
+are read from it: one set of books.
 Nothing here relies on the GIL.
 """
 
@@ -91,6 +93,7 @@ from pysock._binding import (
     DRAIN,
     LINGER,
     NativeReaper,
+    NativeStats,
     background_thread,
     check_stream,
     close_now,
@@ -144,15 +147,20 @@ _Sink = Callable[[Any], None]  # a Done, or the setter of a reclaim's Future[int
 class ReaperStats:
     """Counts from :meth:`Reaper.stats`.
 
-    ``in_flight``: submitted and not finished (queued for the native thread,
-    in its engine, or finished and not yet delivered); ``done``: finished
-    with a result; ``failed``: ended with an exception; ``by_reason`` /
-    ``by_how``: the finished results by ``CloseResult.reason`` and ``.how``;
-    ``reclaimed``: closes the reaper aborted to make room (those that ended
-    with a result are also in ``by_reason["reclaimed"]``);
-    ``max_in_flight``: the explicit cap, or None; ``ceiling``: how many may
-    be in flight now before the oldest is reclaimed (the smaller of the cap
-    and the descriptor ceiling; None: no limit)."""
+    ``in_flight``: submitted and not finished (queued for the native thread
+    or in its engine); ``done``: finished with a result; ``failed``: ended
+    with an exception; ``by_reason`` / ``by_how``: the results delivered, by
+    ``CloseResult.reason`` and ``.how``; ``reclaimed``: closes the reaper
+    aborted to make room (those that ended with a result are also in
+    ``by_reason["reclaimed"]``); ``max_in_flight``: the explicit cap, or
+    None; ``ceiling``: how many may be in flight now before the oldest is
+    reclaimed (the smaller of the cap and the descriptor ceiling; None: no
+    limit).
+
+    One set of books: ``in_flight``, ``failed``, ``reclaimed`` and ``done``
+    are the native reaper's own counts (``done`` plus the Graceful and
+    Abortive closes done at submission, which never reach it); only
+    ``by_reason`` and ``by_how`` are counted in Python."""
 
     in_flight: int
     done: int
@@ -219,14 +227,14 @@ class Reaper:
         self._closed = False  # no new work
         self._forked = False  # inherited through fork: the threads are gone
         self._stopped = False  # the delivery thread is over
-        self._freed = False  # the native reaper is freed
+        self._freed = False  # the native reaper is freed (its last counts in _final)
         self._closers = 0  # close() calls inside NativeReaper.close / the join
-        self._done = 0
-        self._failed = 0
-        self._in_flight = 0
+        # The counts the native reaper cannot have: closes done at
+        # submission (Graceful, Abortive), and every result by reason and how.
+        self._done_here = 0
         self._by_reason: dict[str, int] = {}
         self._by_how: dict[str, int] = {}
-        self._reclaimed = 0
+        self._final: NativeStats | None = None
         # Reclaims not yet logged, the last message's time, the last cause:
         # the delivery thread's own.
         self._unlogged = 0
@@ -293,7 +301,7 @@ class Reaper:
                 self._closers -= 1
                 free = self._closers == 0 and self._stopped and not self._freed
                 if free:
-                    self._freed = True
+                    self._retire()
             if free:
                 # After the delivery thread's final harvest; no native call
                 # can begin now (each checks _freed or _closed under the lock).
@@ -335,14 +343,15 @@ class Reaper:
         if self._cap is not None:
             ceiling = self._cap if ceiling is None else min(self._cap, ceiling)
         with self._lock:
+            books = self._books()
             return ReaperStats(
-                in_flight=self._in_flight,
-                done=self._done,
-                failed=self._failed,
+                in_flight=books.in_flight,
+                done=books.done + self._done_here,
+                failed=books.failed,
                 max_in_flight=self._cap,
                 by_reason=dict(self._by_reason),
                 by_how=dict(self._by_how),
-                reclaimed=self._reclaimed,
+                reclaimed=books.reclaimed,
                 ceiling=ceiling,
             )
 
@@ -359,7 +368,23 @@ class Reaper:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<pysock.Reaper {state} in_flight={self._in_flight} max={self._cap}>"
+        with self._lock:
+            in_flight = self._books().in_flight
+        return f"<pysock.Reaper {state} in_flight={in_flight} max={self._cap}>"
+
+    # -- the books -----------------------------------------------------------
+
+    def _books(self) -> NativeStats:
+        """Under the lock: the native reaper's counts (its last, once freed)."""
+        if self._final is not None:
+            return self._final
+        return self._native.stats()
+
+    def _retire(self) -> None:
+        """Under the lock, before the native reaper is freed: keep its last
+        counts, and let no native call begin."""
+        self._final = self._native.stats()
+        self._freed = True
 
     # -- submission (any thread) -------------------------------------------
 
@@ -401,6 +426,7 @@ class Reaper:
             with _taken_lock:
                 _taken.add(sock)
             with self._lock:
+                self._done_here += 1
                 self._count(result)
             done(result)
             return
@@ -425,7 +451,6 @@ class Reaper:
                 # socket object must then let go of the handle whatever is
                 # raised, or both would close it.
                 if handed_over(op):
-                    self._in_flight += 1
                     with _taken_lock:  # (a WeakSet is no thread-safe container)
                         _taken.add(sock)
                     sock.detach()
@@ -436,7 +461,6 @@ class Reaper:
 
     def _count(self, result: CloseResult) -> None:
         """Under the lock."""
-        self._done += 1
         self._by_reason[result.reason] = self._by_reason.get(result.reason, 0) + 1
         self._by_how[result.how] = self._by_how.get(result.how, 0) + 1
 
@@ -456,7 +480,7 @@ class Reaper:
                 # call is left to free the native reaper, so this does.
                 free = self._closed and self._closers == 0 and not self._freed
                 if free:
-                    self._freed = True
+                    self._retire()
             if free:
                 self._native.free()  # its thread is joined: every close() returned
             exc = ReaperClosedError("the reaper stopped before this close was reported")
@@ -491,14 +515,9 @@ class Reaper:
                 for token, outcome in items:
                     sinks.append((pop(token, None), outcome))
                     if isinstance(outcome, CloseResult):
-                        self._in_flight -= 1
                         self._count(outcome)
                         if outcome.reason == "reclaimed":
                             reclaimed += 1
-                    elif isinstance(outcome, BaseException):
-                        self._in_flight -= 1
-                        self._failed += 1
-                self._reclaimed += reclaimed
             if reclaimed:
                 self._unlogged += reclaimed
                 self._cause = self._pressure()
@@ -569,12 +588,13 @@ class Reaper:
         the sinks still pending are returned, to be failed."""
         if not self._freed:
             self._native.fork_child()
+            self._retire()
             self._native.free()  # touches no thread after fork_child
-            self._freed = True
         self._forked = True
         self._closed = True
         self._stopped = True
-        self._in_flight = 0
+        if self._final is not None:  # the parent's closes in flight are not this process's
+            self._final = self._final._replace(in_flight=0)
         pending = list(self._sinks.values())
         self._sinks.clear()
         self._lock.release()
