@@ -39,7 +39,7 @@ class ReaperClosedError(RuntimeError):
 
 
 # The C core's portable code (ps_error.code, by name) -> (exception class,
-# POSIX errno).  ENOTSTREAM and ENOMEM are no
+# the POSIX errno used when the OS gave none).  ENOTSTREAM and ENOMEM are no
 # OS errors (see make_error); any other code is a plain OSError.
 TABLE: dict[str, tuple[type[OSError], int]] = {
     "ENOTSOCK": (NotASocketError, errno.ENOTSOCK),
@@ -62,8 +62,10 @@ def make_error(code: str, oserr: int, step: str) -> Exception:
     code's name, ``oserr`` the OS's own error (errno, or the WSA code on
     Windows; 0 when the OS gave none), ``step`` the system call that failed.
 
-    POSIX: ``errno`` is the table's (the OS's own for a code outside it).
-    Windows, as CPython does: ``winerror`` set, ``errno`` derived from it."""
+    POSIX: ``errno`` is the OS's own where it gave one (a closed descriptor
+    says EBADF whether it came as an int or a closed socket object), the
+    table's only when it gave none (a bad argument: EINVAL).  Windows, as
+    CPython does: ``winerror`` set, ``errno`` derived from it."""
     if code == "ENOTSTREAM":
         return ValueError("Linger and Drain need a stream (TCP) socket")
     if code == "ENOMEM":
@@ -71,7 +73,8 @@ def make_error(code: str, oserr: int, step: str) -> Exception:
     cls, posix = TABLE.get(code, (OSError, oserr))
     if _WINDOWS and oserr:
         return cls(None, f"{step} failed", None, oserr)
-    return cls(posix, f"{os.strerror(posix)} ({step})")
+    number = oserr or posix
+    return cls(number, f"{os.strerror(number)} ({step})")
 
 
 def raise_error(code: str, oserr: int, step: str) -> NoReturn:
