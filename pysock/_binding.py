@@ -116,6 +116,7 @@ STEPS: dict[int, str] = {
     lib.PS_STEP_CLOSE: "close",
     lib.PS_STEP_IOCTL: "ioctl",
     lib.PS_STEP_ARGS: "arguments",
+    lib.PS_STEP_ALLOC: "allocation",
 }
 #: The portable error code's name (pysock._errors' table) by PS_E*
 #: (ps_error.code); PS_OK is no error.
