@@ -1,33 +1,16 @@
 """pysock: shut down and close TCP connections correctly and fast.
 
 Graceful, abortive, linger-with-timeout and lingering-close ("drain")
-policies, the same on Winsock and POSIX.  See DESIGN.md for the contract.
+policies, the same on Winsock and POSIX.  The contract: docs/design.md.
 """
 
 import importlib
-import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-try:
-    import pysock._core  # noqa: F401
-except ModuleNotFoundError as _exc:  # tests/test_import.py
-    if _exc.name != "pysock._core":
-        raise
-    _here = os.path.dirname(os.path.abspath(__file__))
-    raise ImportError(
-        f"pysock's C core (pysock._core) was never built in {_here}.\n"
-        "This is pysock's source tree, and Python imports it ahead of any installed copy "
-        "when it runs from the directory above it.  Either build the core in place "
-        "(pip install -e .), or run the installed pysock from elsewhere: the `pysock` "
-        "command (pysock demo), or python -m pysock from another directory.",
-        name="pysock._core",
-        path=_here,
-    ) from None
-
 from pysock._api import abort, close, close_many, drain, get_linger, set_linger, shutdown
-from pysock._errors import NotASocketError, NotConnectedError
-from pysock._reaper import Reaper, ReaperClosedError, ReaperStats, default_reaper
+from pysock._errors import NotASocketError, NotConnectedError, ReaperClosedError
+from pysock._reaper import Reaper, ReaperStats, default_reaper
 from pysock._types import (
     DEFAULT_DRAIN_IDLE,
     DEFAULT_DRAIN_TIMEOUT,

@@ -1,16 +1,26 @@
-"""Errors: portable codes from the C core become the OSError subclasses
-Python programmers already catch (DESIGN section 5), in one table."""
+"""Errors: every exception pysock raises of its own, and the one table that
+turns the C core's portable error codes into the OSError subclasses Python
+programmers already catch (docs/design.md, Errors).
+
+The codes reach this module by name (``"ENOTSOCK"``, ...): the binding
+(:mod:`pysock._binding`) reads a ``ps_error`` and names its code, so nothing
+here touches the C core.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from pysock._core import lib
-
-__all__ = ["NotASocketError", "NotConnectedError", "raise_error"]
+__all__ = [
+    "NotASocketError",
+    "NotConnectedError",
+    "ReaperClosedError",
+    "make_error",
+    "raise_error",
+]
 
 
 class NotASocketError(OSError):
@@ -23,43 +33,50 @@ class NotConnectedError(OSError):
     """The socket is not connected (ENOTCONN, WSAENOTCONN)."""
 
 
-# portable code -> (exception class, POSIX errno)
-_TABLE: dict[int, tuple[type[OSError], int]] = {
-    lib.PS_ENOTSOCK: (NotASocketError, errno.ENOTSOCK),
-    lib.PS_ECONNRESET: (ConnectionResetError, errno.ECONNRESET),
-    lib.PS_ECONNABORTED: (ConnectionAbortedError, errno.ECONNABORTED),
-    lib.PS_ENOTCONN: (NotConnectedError, errno.ENOTCONN),
-    lib.PS_EWOULDBLOCK: (BlockingIOError, errno.EAGAIN),
-    lib.PS_EINTR: (InterruptedError, errno.EINTR),
-    lib.PS_ENETDOWN: (OSError, errno.ENETDOWN),
-    lib.PS_EINVAL: (OSError, errno.EINVAL),
-}
+class ReaperClosedError(RuntimeError):
+    """The reaper was closed (or belongs to the parent of a forked process)
+    and takes no new work."""
 
-_STEPS = {
-    lib.PS_STEP_NONE: "",
-    lib.PS_STEP_SOCKTYPE: "getsockopt(SO_TYPE)",
-    lib.PS_STEP_SETLINGER: "setsockopt(SO_LINGER)",
-    lib.PS_STEP_GETLINGER: "getsockopt(SO_LINGER)",
-    lib.PS_STEP_SHUTDOWN: "shutdown",
-    lib.PS_STEP_RECV: "recv",
-    lib.PS_STEP_POLL: "poll",
-    lib.PS_STEP_CLOSE: "close",
-    lib.PS_STEP_IOCTL: "ioctl",
-    lib.PS_STEP_ARGS: "arguments",
+
+# The C core's portable code (ps_error.code, by name) -> (exception class,
+# the POSIX errno used when the OS gave none).  ENOTSTREAM and ENOMEM are no
+# OS errors (see make_error); any other code is a plain OSError.
+TABLE: dict[str, tuple[type[OSError], int]] = {
+    "ENOTSOCK": (NotASocketError, errno.ENOTSOCK),
+    "ECONNRESET": (ConnectionResetError, errno.ECONNRESET),
+    "ECONNABORTED": (ConnectionAbortedError, errno.ECONNABORTED),
+    "ENOTCONN": (NotConnectedError, errno.ENOTCONN),
+    "EWOULDBLOCK": (BlockingIOError, errno.EAGAIN),
+    "EINTR": (InterruptedError, errno.EINTR),
+    "ENETDOWN": (OSError, errno.ENETDOWN),
+    "EINVAL": (OSError, errno.EINVAL),
 }
+#: The codes that are not OS errors.
+NOT_OS_ERRORS = ("ENOTSTREAM", "ENOMEM")
 
 _WINDOWS = sys.platform == "win32"
 
 
-def raise_error(err: Any) -> NoReturn:
-    """Raise the exception for a C ``ps_error``."""
-    code, oserr, step = int(err.code), int(err.oserr), _STEPS.get(int(err.step), "?")
-    if code == lib.PS_ENOTSTREAM:
-        raise ValueError("Linger and Drain need a stream (TCP) socket")
-    if code == lib.PS_ENOMEM:
-        raise MemoryError(f"out of memory in pysock ({step})")
-    cls, posix = _TABLE.get(code, (OSError, oserr))
+def make_error(code: str, oserr: int, step: str) -> Exception:
+    """The exception for a failed step of the C core: ``code`` the portable
+    code's name, ``oserr`` the OS's own error (errno, or the WSA code on
+    Windows; 0 when the OS gave none), ``step`` the system call that failed.
+
+    POSIX: ``errno`` is the OS's own where it gave one (a closed descriptor
+    says EBADF whether it came as an int or a closed socket object), the
+    table's only when it gave none (a bad argument: EINVAL).  Windows, as
+    CPython does: ``winerror`` set, ``errno`` derived from it."""
+    if code == "ENOTSTREAM":
+        return ValueError("Linger and Drain need a stream (TCP) socket")
+    if code == "ENOMEM":
+        return MemoryError(f"out of memory in pysock ({step})")
+    cls, posix = TABLE.get(code, (OSError, oserr))
     if _WINDOWS and oserr:
-        # As CPython does: winerror set, errno derived from it.
-        raise cls(None, f"{step} failed", None, oserr)
-    raise cls(posix, f"{os.strerror(posix)} ({step})")
+        return cls(None, f"{step} failed", None, oserr)
+    number = oserr or posix
+    return cls(number, f"{os.strerror(number)} ({step})")
+
+
+def raise_error(code: str, oserr: int, step: str) -> NoReturn:
+    """Raise :func:`make_error`'s exception."""
+    raise make_error(code, oserr, step)

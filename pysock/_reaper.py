@@ -66,13 +66,16 @@ reaper in the child on first use.  The parent's closes go on undisturbed.
 
 Thread safety, also on free-threaded CPython (3.13t, 3.14t): the C state is
 guarded by the C reaper's mutex; the Python state (the token map from each
-queued close to its future, and the counts) by a ``threading.Lock``.
+queued close to its future, and the counts by reason and how) by a
+``threading.Lock``.  The counts C keeps (in flight, done, failed, reclaimed)
+are read from it: one set of books.
 Nothing here relies on the GIL.
 """
 
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import socket
@@ -85,12 +88,32 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from pysock._api import _check_stream, _close_now, _op_args, _result
-from pysock._core import ffi, lib
-from pysock._errors import NotASocketError, raise_error
+from pysock._binding import (
+    ABORTIVE,
+    DRAIN,
+    LINGER,
+    NativeReaper,
+    NativeStats,
+    background_thread,
+    check_stream,
+    close_now,
+    fd_ceiling,
+    handed_over,
+    op_args,
+    start_op,
+)
+from pysock._errors import NotASocketError, ReaperClosedError
 from pysock._types import CloseResult, Drain, Linger, Policy
 
-__all__ = ["Reaper", "ReaperClosedError", "ReaperStats", "default_reaper"]
+__all__ = [
+    "Done",
+    "Reaper",
+    "ReaperClosedError",
+    "ReaperStats",
+    "default_reaper",
+    "ensure_open",
+    "hand_over",
+]
 
 _log = logging.getLogger("pysock")
 
@@ -115,44 +138,29 @@ _HARVEST = 256
 _CHUNK = 64
 _YIELD_S = 0.00005
 
-_PS_DONE = lib.PS_DONE
-_PS_FAIL = lib.PS_FAIL
-_PS_CLOSED = lib.PS_REAPER_CLOSED
-_PS_REPORT = lib.PS_REAPER_RECLAIM_REPORT
-_OP_P = ffi.typeof("ps_op *")
-_ffi_new = ffi.new
-_addressof = ffi.addressof
-_op_start = lib.ps_op_start
-_submit_op = lib.ps_reaper_submit_op
-_PS_LINGER = lib.PS_LINGER
-_PS_DRAIN = lib.PS_DRAIN
-# The socket object's own type, an int, without socket.socket.type's
-# conversion to an enum (CPython keeps it without SOCK_NONBLOCK/CLOEXEC).
-_raw_type = socket.socket.__mro__[1].type.__get__  # type: ignore[attr-defined]
-_STREAM = int(socket.SOCK_STREAM)
-
+#: What a hand-over is told when the close is over: its result or its error.
 Done = Callable[[CloseResult | BaseException], None]
 _Sink = Callable[[Any], None]  # a Done, or the setter of a reclaim's Future[int]
-
-
-class ReaperClosedError(RuntimeError):
-    """The reaper was closed (or belongs to the parent of a forked process)
-    and takes no new work."""
 
 
 @dataclass(frozen=True)
 class ReaperStats:
     """Counts from :meth:`Reaper.stats`.
 
-    ``in_flight``: submitted and not finished (queued for the native thread,
-    in its engine, or finished and not yet delivered); ``done``: finished
-    with a result; ``failed``: ended with an exception; ``by_reason`` /
-    ``by_how``: the finished results by ``CloseResult.reason`` and ``.how``;
-    ``reclaimed``: closes the reaper aborted to make room (those that ended
-    with a result are also in ``by_reason["reclaimed"]``);
-    ``max_in_flight``: the explicit cap, or None; ``ceiling``: how many may
-    be in flight now before the oldest is reclaimed (the smaller of the cap
-    and the descriptor ceiling; None: no limit)."""
+    ``in_flight``: submitted and not finished (queued for the native thread
+    or in its engine); ``done``: finished with a result; ``failed``: ended
+    with an exception; ``by_reason`` / ``by_how``: the results delivered, by
+    ``CloseResult.reason`` and ``.how``; ``reclaimed``: closes the reaper
+    aborted to make room (those that ended with a result are also in
+    ``by_reason["reclaimed"]``); ``max_in_flight``: the explicit cap, or
+    None; ``ceiling``: how many may be in flight now before the oldest is
+    reclaimed (the smaller of the cap and the descriptor ceiling; None: no
+    limit).
+
+    One set of books: ``in_flight``, ``failed``, ``reclaimed`` and ``done``
+    are the native reaper's own counts (``done`` plus the Graceful and
+    Abortive closes done at submission, which never reach it); only
+    ``by_reason`` and ``by_how`` are counted in Python."""
 
     in_flight: int
     done: int
@@ -187,19 +195,7 @@ def descriptor_ceiling() -> int | None:
     reclaimed: the soft RLIMIT_NOFILE (``WINDOWS_NOFILE`` on Windows) minus
     ``max(RESERVE_MIN, soft // RESERVE_DIV)``, at least 1; None when the
     soft limit is unlimited.  Computed by the C core, as its thread does."""
-    return _fd_ceiling(RESERVE_MIN, RESERVE_DIV) or None
-
-
-def _fd_ceiling(reserve_min: int, reserve_div: int) -> int:
-    """The descriptor ceiling for a reserve (0: none)."""
-    return int(lib.ps_reaper_fd_ceiling(reserve_min, reserve_div, WINDOWS_NOFILE))
-
-
-def _error(err: Any) -> BaseException:
-    try:
-        raise_error(err)
-    except BaseException as exc:  # the value wanted
-        return exc
+    return fd_ceiling(RESERVE_MIN, RESERVE_DIV, WINDOWS_NOFILE) or None
 
 
 class Reaper:
@@ -231,27 +227,23 @@ class Reaper:
         self._closed = False  # no new work
         self._forked = False  # inherited through fork: the threads are gone
         self._stopped = False  # the delivery thread is over
-        self._freed = False  # the C reaper is freed
-        self._closers = 0  # close() calls inside ps_reaper_close/join
-        self._done = 0
-        self._failed = 0
-        self._in_flight = 0
+        self._freed = False  # the native reaper is freed (its last counts in _final)
+        self._closers = 0  # close() calls inside NativeReaper.close / the join
+        # The counts the native reaper cannot have: closes done at
+        # submission (Graceful, Abortive), and every result by reason and how.
+        self._done_here = 0
         self._by_reason: dict[str, int] = {}
         self._by_how: dict[str, int] = {}
-        self._reclaimed = 0
+        self._final: NativeStats | None = None
         # Reclaims not yet logged, the last message's time, the last cause:
         # the delivery thread's own.
         self._unlogged = 0
         self._logged_at = -LOG_INTERVAL
         self._cause = ""
         self._reserve = (RESERVE_MIN, RESERVE_DIV)
-        err = ffi.new("ps_error *")
         size = _FIRST_SLOTS if max_in_flight is None else min(max_in_flight, _FIRST_SLOTS)
-        r = lib.ps_reaper_new(size, max_in_flight or 0, err)
-        if r == ffi.NULL:
-            raise_error(err)
-        lib.ps_reaper_set_fd_limit(r, RESERVE_MIN, RESERVE_DIV, WINDOWS_NOFILE)
-        self._r = r
+        self._native = NativeReaper(size, max_in_flight or 0, _HARVEST)
+        self._native.set_fd_limit(RESERVE_MIN, RESERVE_DIV, WINDOWS_NOFILE)
         self._thread = threading.Thread(target=self._deliver_main, name=name, daemon=True)
         with _reapers_lock:
             _reapers.add(self)
@@ -301,7 +293,7 @@ class Reaper:
             self._closers += 1
         try:
             # Joins the native thread (no GIL held while it waits).
-            lib.ps_reaper_close(self._r, -1.0 if timeout is None else float(timeout))
+            self._native.close(timeout)
             if threading.current_thread() is not self._thread:
                 self._thread.join()
         finally:
@@ -309,11 +301,11 @@ class Reaper:
                 self._closers -= 1
                 free = self._closers == 0 and self._stopped and not self._freed
                 if free:
-                    self._freed = True
+                    self._retire()
             if free:
-                # After the delivery thread's final harvest; no C call can
-                # begin now (each checks _freed or _closed under the lock).
-                lib.ps_reaper_free(self._r)
+                # After the delivery thread's final harvest; no native call
+                # can begin now (each checks _freed or _closed under the lock).
+                self._native.free()
 
     def descriptors_exhausted(self, n: int | None = None) -> Future[int]:
         """Report that the process ran out of descriptors (``accept()`` or
@@ -331,34 +323,35 @@ class Reaper:
                 raise ValueError(f"n must be >= 1 or None, got {n}")
         fut: Future[int] = Future()
         fut.set_running_or_notify_cancel()
+        queued = False
         with self._lock:
-            rc = _PS_CLOSED
             if not (self._freed or self._forked or self._stopped):
                 self._token += 1
                 token = self._token
                 self._sinks[token] = fut.set_result
-                rc = lib.ps_reaper_reclaim_async(self._r, n or 0, token)
-                if rc != _PS_DONE:
-                    del self._sinks[token]
-        if rc == _PS_FAIL:
-            raise MemoryError("pysock: out of memory for the reaper's reclaim request")
-        if rc != _PS_DONE:
+                try:
+                    queued = self._native.reclaim_async(n or 0, token)
+                finally:
+                    if not queued:
+                        del self._sinks[token]
+        if not queued:
             fut.set_result(0)
         return fut
 
     def stats(self) -> ReaperStats:
-        ceiling = _fd_ceiling(*self._reserve) or None
+        ceiling = fd_ceiling(*self._reserve, WINDOWS_NOFILE) or None
         if self._cap is not None:
             ceiling = self._cap if ceiling is None else min(self._cap, ceiling)
         with self._lock:
+            books = self._books()
             return ReaperStats(
-                in_flight=self._in_flight,
-                done=self._done,
-                failed=self._failed,
+                in_flight=books.in_flight,
+                done=books.done + self._done_here,
+                failed=books.failed,
                 max_in_flight=self._cap,
                 by_reason=dict(self._by_reason),
                 by_how=dict(self._by_how),
-                reclaimed=self._reclaimed,
+                reclaimed=books.reclaimed,
                 ceiling=ceiling,
             )
 
@@ -375,7 +368,23 @@ class Reaper:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<pysock.Reaper {state} in_flight={self._in_flight} max={self._cap}>"
+        with self._lock:
+            in_flight = self._books().in_flight
+        return f"<pysock.Reaper {state} in_flight={in_flight} max={self._cap}>"
+
+    # -- the books -----------------------------------------------------------
+
+    def _books(self) -> NativeStats:
+        """Under the lock: the native reaper's counts (its last, once freed)."""
+        if self._final is not None:
+            return self._final
+        return self._native.stats()
+
+    def _retire(self) -> None:
+        """Under the lock, before the native reaper is freed: keep its last
+        counts, and let no native call begin."""
+        self._final = self._native.stats()
+        self._freed = True
 
     # -- submission (any thread) -------------------------------------------
 
@@ -396,38 +405,35 @@ class Reaper:
                 f"submit takes a socket.socket, not {type(sock).__name__} "
                 "(wrap a raw handle with socket.socket(fileno=fd))"
             )
-        if type(policy) is Drain:  # the common case, without _op_args' isinstance chain
-            kind, timeout = _PS_DRAIN, policy.timeout
+        if type(policy) is Drain:  # the common case, without op_args' isinstance chain
+            kind, timeout = DRAIN, policy.timeout
             idle, cap = policy.idle or 0.0, policy.max_bytes or 0
         elif type(policy) is Linger:
-            kind, timeout, idle, cap = _PS_LINGER, policy.timeout, 0.0, 0
+            kind, timeout, idle, cap = LINGER, policy.timeout, 0.0, 0
         else:
-            kind, timeout, idle, cap = _op_args(policy)
+            kind, timeout, idle, cap = op_args(policy)
         self._check_open()
         fd = sock.fileno()
         if fd == -1:
             if sock in _taken:
                 raise ValueError("this socket was already submitted to a reaper")
-            raise NotASocketError(9, "socket object is closed")  # EBADF
-        if kind >= _PS_LINGER:
-            if _raw_type(sock) != _STREAM:
-                _check_stream(kind, sock)  # raises ValueError
-        elif kind <= lib.PS_ABORTIVE:
+            raise NotASocketError(errno.EBADF, "socket object is closed")
+        if kind >= LINGER:
+            check_stream(kind, sock)  # raises ValueError
+        elif kind <= ABORTIVE:
             # Nothing to wait for: close now, in this thread.
-            result = _close_now(sock, kind)
+            result = close_now(sock, kind == ABORTIVE)
             with _taken_lock:
                 _taken.add(sock)
             with self._lock:
+                self._done_here += 1
                 self._count(result)
             done(result)
             return
         # Validation in this thread (SO_TYPE: a descriptor that is no longer
         # a socket is refused here, untouched), then the started op is
         # queued for the native thread.
-        op = _ffi_new(_OP_P)
-        if _op_start(op, fd, kind, timeout, idle, cap) == _PS_FAIL:
-            raise_error(op.res.err)
-        errp = _addressof(op.res, "err")  # op is copied into the queue: reused for errors
+        op = start_op(fd, kind, timeout, idle, cap)
         with self._lock:
             self._check_open()
             self._token += 1
@@ -437,36 +443,31 @@ class Reaper:
             # resolved before the socket object is detached below.
             try:
                 self._sinks[token] = done
-                rc = _submit_op(self._r, op, token, errp)
+                queued = self._native.submit(op, token)
             finally:
                 # Here, not after the call: a signal handler that raises
                 # (SIGTERM -> SystemExit) may do so right after the call
                 # returns.  The C side marks the op handed over, and the
                 # socket object must then let go of the handle whatever is
                 # raised, or both would close it.
-                if op.phase == _PS_DONE:
-                    self._in_flight += 1
+                if handed_over(op):
                     with _taken_lock:  # (a WeakSet is no thread-safe container)
                         _taken.add(sock)
                     sock.detach()
                 else:
                     self._sinks.pop(token, None)
-        if rc == _PS_DONE:
-            return
-        if rc == _PS_CLOSED:  # not reached: _closed is set under the lock first
+        if not queued:  # not reached: _closed is set under the lock first
             raise ReaperClosedError("the Reaper is closed and takes no new work")
-        raise_error(errp)
 
     def _count(self, result: CloseResult) -> None:
         """Under the lock."""
-        self._done += 1
         self._by_reason[result.reason] = self._by_reason.get(result.reason, 0) + 1
         self._by_how[result.how] = self._by_how.get(result.how, 0) + 1
 
     # -- the delivery thread -------------------------------------------------
 
     def _deliver_main(self) -> None:
-        lib.ps_background_thread()  # as the native thread: the loop's threads come first
+        background_thread()  # as the native thread: the loop's threads come first
         try:
             self._deliver_loop()
         except BaseException:  # pragma: no cover - a bug in pysock
@@ -479,24 +480,22 @@ class Reaper:
                 # call is left to free the native reaper, so this does.
                 free = self._closed and self._closers == 0 and not self._freed
                 if free:
-                    self._freed = True
+                    self._retire()
             if free:
-                lib.ps_reaper_free(self._r)  # its thread is joined: every close() returned
+                self._native.free()  # its thread is joined: every close() returned
             exc = ReaperClosedError("the reaper stopped before this close was reported")
             for sink in left.values():  # none unless out of memory in C, or a bug
                 self._deliver(sink, exc)
 
     def _deliver_loop(self) -> None:
-        r = self._r
-        out = ffi.new("ps_completion[]", _HARVEST)
-        wait, harvest = lib.ps_reaper_wait, lib.ps_reaper_harvest
+        native = self._native
         while True:
             # Without the GIL (cffi releases it): until completions wait, or
             # the time comes to log reclaims, or the native thread stopped.
-            rc = wait(r, self._log_wait_ms())
-            n = harvest(r, out, _HARVEST)
+            rc = native.wait(self._log_wait_ms())
+            n = native.harvest()
             if n:
-                self._handle(out, n)
+                self._handle(n)
                 if n == _HARVEST:
                     time.sleep(_YIELD_S)  # more waiting: let a waiting loop in first
             elif rc == -1:
@@ -504,20 +503,11 @@ class Reaper:
                 return
             self._log_reclaims()
 
-    def _handle(self, out: Any, n: int) -> None:
+    def _handle(self, n: int) -> None:
         for first in range(0, n, _CHUNK):
             if first:
                 time.sleep(_YIELD_S)
-            items: list[tuple[int, Any]] = []
-            for j in range(first, min(n, first + _CHUNK)):
-                c = out[j]
-                status = c.status
-                if status == _PS_DONE:
-                    items.append((c.token, _result(c.res)))
-                elif status == _PS_REPORT:
-                    items.append((c.token, int(c.res.drained)))
-                else:
-                    items.append((c.token, _error(c.res.err)))
+            items = self._native.outcomes(first, min(n, first + _CHUNK))
             sinks: list[tuple[_Sink | None, Any]] = []
             reclaimed = 0
             with self._lock:
@@ -525,14 +515,9 @@ class Reaper:
                 for token, outcome in items:
                     sinks.append((pop(token, None), outcome))
                     if isinstance(outcome, CloseResult):
-                        self._in_flight -= 1
                         self._count(outcome)
                         if outcome.reason == "reclaimed":
                             reclaimed += 1
-                    elif isinstance(outcome, BaseException):
-                        self._in_flight -= 1
-                        self._failed += 1
-                self._reclaimed += reclaimed
             if reclaimed:
                 self._unlogged += reclaimed
                 self._cause = self._pressure()
@@ -545,7 +530,7 @@ class Reaper:
     def _pressure(self) -> str:
         """Why the native thread reclaimed on its own: the cap or the
         descriptor ceiling, whichever is lower now."""
-        fds = _fd_ceiling(*self._reserve)
+        fds = fd_ceiling(*self._reserve, WINDOWS_NOFILE)
         if self._cap is not None and (fds == 0 or self._cap <= fds):
             return f"max_in_flight={self._cap}"
         return f"descriptors short: {fds} in flight is the ceiling under RLIMIT_NOFILE"
@@ -589,11 +574,11 @@ class Reaper:
         _after_fork_in_parent / _after_fork_in_child."""
         self._lock.acquire()
         if not self._freed:
-            lib.ps_reaper_fork_prepare(self._r)
+            self._native.fork_prepare()
 
     def _after_fork_in_parent(self) -> None:
         if not self._freed:
-            lib.ps_reaper_fork_parent(self._r)
+            self._native.fork_parent()
         self._lock.release()
 
     def _after_fork_in_child(self) -> list[_Sink]:
@@ -602,17 +587,37 @@ class Reaper:
         not held up by them) and stops; here the reaper is marked closed and
         the sinks still pending are returned, to be failed."""
         if not self._freed:
-            lib.ps_reaper_fork_child(self._r)
-            lib.ps_reaper_free(self._r)  # touches no thread after fork_child
-            self._freed = True
+            self._native.fork_child()
+            self._retire()
+            self._native.free()  # touches no thread after fork_child
         self._forked = True
         self._closed = True
         self._stopped = True
-        self._in_flight = 0
+        if self._final is not None:  # the parent's closes in flight are not this process's
+            self._final = self._final._replace(in_flight=0)
         pending = list(self._sinks.values())
         self._sinks.clear()
         self._lock.release()
         return pending
+
+
+# -- the internal hand-over: pysock.aio and pysock.integrations ---------------
+
+
+def hand_over(reaper: Reaper, sock: socket.socket, policy: Policy, done: Done) -> None:
+    """Hand ``sock`` to ``reaper`` to be closed by ``policy``; ``done`` is
+    called once with the result or the error: at once for Graceful and
+    Abortive (in this thread), else in the reaper's delivery thread (keep it
+    short).  Validates as :meth:`Reaper.submit` does and raises the same
+    errors, with nothing taken over; from its return on the socket object is
+    detached and the handle is the reaper's."""
+    reaper._submit(sock, policy, done)
+
+
+def ensure_open(reaper: Reaper) -> None:
+    """Raise :class:`ReaperClosedError` if ``reaper`` takes no new work (it
+    was closed, or belongs to the parent of a forked process)."""
+    reaper._check_open()
 
 
 # -- the process-wide default reaper ----------------------------------------

@@ -1,4 +1,5 @@
-"""Policies and results: small frozen value objects (DESIGN sections 2 and 3)."""
+"""Policies and results: small frozen value objects (docs/design.md,
+Policies and Results)."""
 
 from __future__ import annotations
 

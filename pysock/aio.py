@@ -39,10 +39,10 @@ import time
 import weakref
 from typing import Any
 
-from pysock._api import _op_args
 from pysock._api import close as _close
+from pysock._binding import op_args
 from pysock._errors import NotConnectedError
-from pysock._reaper import Done, Reaper, default_reaper
+from pysock._reaper import Done, Reaper, default_reaper, ensure_open, hand_over
 from pysock._types import Abortive, CloseResult, Drain, Graceful, Linger, Policy
 
 __all__ = ["close", "close_transport"]
@@ -141,7 +141,7 @@ async def close(
         return _close(sock, policy)
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[CloseResult] = loop.create_future()
-    (reaper or default_reaper())._submit(sock, policy, _sink(loop).done_for(fut))
+    hand_over(reaper or default_reaper(), sock, policy, _sink(loop).done_for(fut))
     return await fut
 
 
@@ -229,10 +229,10 @@ async def close_transport(
     if the transport is (or, while flushing, becomes) closed — its socket
     was then not taken over — and :class:`pysock.ReaperClosedError`.
     Cancelling the awaiting task never leaks the socket (see the module)."""
-    _op_args(policy)  # a bad policy raises before anything is touched
+    op_args(policy)  # a bad policy raises before anything is touched
     loop = asyncio.get_running_loop()
     reaper = reaper or default_reaper()
-    reaper._check_open()
+    ensure_open(reaper)
     tsock = transport.get_extra_info("socket")
     if tsock is None:
         raise TypeError("the transport has no socket")
@@ -266,7 +266,7 @@ async def close_transport(
             if not transport.is_closing():
                 # Hand it over now; unsent data in the buffer is dropped.
                 sock = _take(transport, tsock)
-                reaper._submit(sock, policy, _ignore)
+                hand_over(reaper, sock, policy, _ignore)
             raise
     sock = _take(transport, tsock)
     final = _remaining(policy, time.monotonic() - start) if flushed else _ABORTIVE
@@ -276,7 +276,7 @@ async def close_transport(
         # descriptor happens now: then ours is the only one left.
         await asyncio.sleep(0)
     finally:
-        reaper._submit(sock, final, _sink(loop).done_for(fut))
+        hand_over(reaper, sock, final, _sink(loop).done_for(fut))
     result = await fut
     elapsed = time.monotonic() - start
     if not flushed:

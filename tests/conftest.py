@@ -1,21 +1,22 @@
-"""Fixtures: connected loopback TCP pairs (IPv4, IPv6), pipes, raw fds and
-peer threads, all cleaned up at teardown."""
+"""Fixtures: connected loopback TCP pairs (IPv4, IPv6), pipes, raw fds,
+peer threads and a Reaper, all cleaned up at teardown.
+
+``support`` (tests/support.py) is importable because pytest puts tests/ on
+sys.path (``pythonpath`` in pyproject.toml)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
-import sys
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
-
 from support import PEER_TIMEOUT, WINDOWS, PeerThread, close_fd
+
+from pysock import Reaper
 
 
 def _ipv6_loopback_works() -> bool:
@@ -200,6 +201,14 @@ def pipe() -> Iterator[Pipe]:
     for fd in (r, w):
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    """A Reaper with a cap of 64, closed (timeout 0) at teardown."""
+    r = Reaper(max_in_flight=64)
+    yield r
+    r.close(timeout=0)
 
 
 @pytest.fixture

@@ -62,13 +62,6 @@ def run(request: pytest.FixtureRequest) -> Iterator[Run]:
             loop.close()
 
 
-@pytest.fixture
-def reaper() -> Iterator[Reaper]:
-    r = Reaper(max_in_flight=64)
-    yield r
-    r.close(timeout=0)
-
-
 async def _ticks_until(n: int, box: list[int]) -> None:
     while box[0] < n:
         box[0] += 1

@@ -1,4 +1,5 @@
-"""Bad input (DESIGN section 2) and the error table (section 5).
+"""Bad input (docs/design.md, Policies) and the error table (docs/design.md,
+Errors).
 
 After every rejected call the socket must be untouched: still open, and the
 peer saw neither FIN nor RST (the pair can still exchange a byte)."""
@@ -7,10 +8,11 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import socket
 
 import pytest
-from support import assert_pair_intact, close_fd, fd_is_open, wine_xfail
+from support import WINDOWS, assert_pair_intact, close_fd, fd_is_open, wine_xfail
 
 import pysock
 from pysock import (
@@ -246,7 +248,7 @@ def _assert_udp_usable(sock: socket.socket) -> None:
         assert other.recvfrom(16)[0] == b"ping"
 
 
-# --------------------------------------------------- not a socket (section 5)
+# -------------------------------------------------------------- not a socket
 
 ALL_CALLS = [
     ("close", lambda s: pysock.close(s)),
@@ -262,9 +264,15 @@ ALL_CALLS = [
 ]
 
 
-def _assert_not_a_socket(exc: pytest.ExceptionInfo) -> None:
+def _assert_not_a_socket(exc: pytest.ExceptionInfo, posix_errno: int) -> None:
+    """An OSError whose errno is the OS's own on POSIX: EBADF for a closed
+    handle (an int or a socket object alike), ENOTSOCK for a descriptor that
+    is no socket.  (Windows: derived from winerror, as CPython does.)"""
     assert isinstance(exc.value, OSError)
-    assert exc.value.errno in (errno.ENOTSOCK, errno.EBADF)
+    if WINDOWS:
+        assert exc.value.errno in (errno.ENOTSOCK, errno.EBADF)
+    else:
+        assert exc.value.errno == posix_errno
 
 
 # Wine: setsockopt() on a handle that is no socket fails with WSAEOPNOTSUPP
@@ -287,7 +295,7 @@ def test_pipe_fd_raises_not_a_socket_and_pipe_stays_open(pipe, call):
     for fd in (r, w):
         with pytest.raises(NotASocketError) as exc:
             call(fd)
-        _assert_not_a_socket(exc)
+        _assert_not_a_socket(exc, errno.ENOTSOCK)
     # Neither end was closed: the pipe still carries data.
     assert pipe.works()
 
@@ -298,7 +306,7 @@ def test_closed_socket_object_raises_not_a_socket(call):
     sock.close()
     with pytest.raises(NotASocketError) as exc:
         call(sock)
-    _assert_not_a_socket(exc)
+    _assert_not_a_socket(exc, errno.EBADF)
 
 
 @pytest.mark.parametrize("call", [c for _, c in ALL_CALLS], ids=[i for i, _ in ALL_CALLS])
@@ -309,7 +317,7 @@ def test_closed_int_fd_raises_not_a_socket(call):
     assert not fd_is_open(fd)
     with pytest.raises(NotASocketError) as exc:
         call(fd)
-    _assert_not_a_socket(exc)
+    _assert_not_a_socket(exc, errno.EBADF)
 
 
 def test_close_twice_raises_not_a_socket(tcp_pair):
@@ -326,6 +334,8 @@ def test_not_a_socket_error_is_an_oserror_with_errno(pipe):
         pysock.close(r)
     assert type(exc.value) is NotASocketError
     assert exc.value.errno in (errno.ENOTSOCK, errno.EBADF)
+    if not WINDOWS:
+        assert exc.value.errno == errno.ENOTSOCK  # the OS's own: a pipe is no socket
     assert exc.value.strerror
 
 
@@ -346,7 +356,7 @@ def test_out_of_range_int_handle_is_rejected_and_touches_nothing(tcp_pair, offse
     assert_pair_intact(server, client)
 
 
-# ----------------------------------------------------- not connected (section 5)
+# ------------------------------------------------------------ not connected
 
 
 def test_shutdown_on_unconnected_socket_raises_not_connected():
@@ -362,3 +372,38 @@ def test_error_classes_are_oserror_subclasses():
     assert issubclass(NotASocketError, OSError)
     assert issubclass(NotConnectedError, OSError)
     assert not issubclass(NotASocketError, NotConnectedError)
+
+
+# ------------------------------------------------------ the OS's own errno
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX errno (Windows raises from winerror)")
+def test_a_closed_int_handle_and_a_closed_socket_object_say_the_same_errno():
+    """One condition, one errno: the OS's own (EBADF), not the table's."""
+    as_object = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    as_object.close()
+    as_int = socket.socket(socket.AF_INET, socket.SOCK_STREAM).detach()
+    close_fd(as_int)
+    seen = set()
+    for sock in (as_object, as_int):
+        with pytest.raises(NotASocketError) as exc:
+            pysock.close(sock)
+        seen.add(exc.value.errno)
+    assert seen == {errno.EBADF}
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX errno (Windows raises from winerror)")
+def test_make_error_takes_the_os_errno_and_the_tables_only_without_one():
+    from pysock._errors import make_error
+
+    exc = make_error("ENOTSOCK", errno.EBADF, "close")
+    assert type(exc) is NotASocketError and exc.errno == errno.EBADF
+    assert exc.strerror == f"{os.strerror(errno.EBADF)} (close)"
+    exc = make_error("EINVAL", 0, "arguments")  # no OS error: the table's
+    assert type(exc) is OSError and exc.errno == errno.EINVAL
+    exc = make_error("ECONNRESET", errno.ECONNRESET, "recv")
+    assert type(exc) is ConnectionResetError
+    exc = make_error("EOTHER", errno.EPERM, "shutdown")
+    assert type(exc) is PermissionError and exc.errno == errno.EPERM
+    assert isinstance(make_error("ENOTSTREAM", 0, "getsockopt(SO_TYPE)"), ValueError)
+    assert isinstance(make_error("ENOMEM", 0, "poll"), MemoryError)

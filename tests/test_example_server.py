@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from asyncio_server import error_page  # examples/: pythonpath in pyproject.toml
 from support import MiB
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "asyncio_server.py")
@@ -30,8 +31,6 @@ MAX_BODY = 64 * 1024
 # plain close loses nothing on Linux loopback.  PAGE/RCVBUF env vars override.
 PAGE = int(os.environ.get("PAGE", 32 * 1024))
 RCVBUF = int(os.environ.get("RCVBUF", 16 * 1024))
-sys.path.insert(0, os.path.dirname(EXAMPLE))
-from asyncio_server import error_page  # noqa: E402
 
 EXPECTED_BODY = error_page(MAX_BODY, PAGE)
 

@@ -1,4 +1,4 @@
-"""The trap (DESIGN section 1) and its cure.
+"""The trap (docs/design.md, The problem) and its cure.
 
 A server reads only the head of a request with a large body, sends a large
 response and closes.  The unread body makes the kernel answer the close with
