@@ -8,7 +8,7 @@ truncated at N of M bytes, or reset before or after the status line; FIN
 (``recv`` returned ``b""``) or RST (ECONNRESET); how much of the body was
 sent before the response began; timings; a one-line verdict; and, when it
 recognises the server (its ``Server:`` header, or ``--server``), the pysock
-integration that fixes it.
+integration that fixes it (the servers are pysock.integrations._registry's).
 
 Only the standard library; it connects only to the URL given (no redirects
 are followed, no other host is contacted).  Exit status: 0 when the
@@ -32,54 +32,33 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from pysock._http import ResponseParser
+from pysock.integrations._registry import SERVERS
 
 __all__ = ["FIXES", "ProbeResult", "main", "parse_size", "probe"]
 
-#: server -> (the module, how a user turns it on)
+#: The probe's name for a server where it is not the registry's: the
+#: standard library's server is reported by its http.server name.
+_PROBE_NAMES = {"socketserver": "http.server"}
+
+
+def _hint(how: str) -> str:
+    """The command (or code) that turns an integration on: the first code
+    span of the registry's ``how``."""
+    spans = how.split("`")
+    return spans[1] if len(spans) > 2 else how
+
+
+#: server -> (the module, how a user turns it on), from the registry
 FIXES: dict[str, tuple[str, str]] = {
-    "uvicorn": (
-        "pysock.integrations.uvicorn",
-        "uvicorn app:app --http pysock.integrations.uvicorn:H11Protocol",
-    ),
-    "gunicorn": (
-        "pysock.integrations.gunicorn",
-        "gunicorn -k pysock.integrations.gunicorn.ThreadWorker app:app "
-        "(or SyncWorker / UvicornWorker)",
-    ),
-    "hypercorn": (
-        "pysock.integrations.hypercorn",
-        "asyncio.run(pysock.integrations.hypercorn.serve(app, config))",
-    ),
-    "http.server": (
-        "pysock.integrations.socketserver",
-        "class Server(pysock.integrations.socketserver.LingeringCloseMixin, "
-        "http.server.ThreadingHTTPServer)",
-    ),
-    "cheroot": (
-        "pysock.integrations.cheroot",
-        "pysock.integrations.cheroot.Server(addr, app).start()",
-    ),
-    "waitress": (
-        "pysock.integrations.waitress",
-        "pysock.integrations.waitress.serve(app, host=..., port=...)",
-    ),
-    "tornado": (
-        "pysock.integrations.tornado",
-        "pysock.integrations.tornado.HTTPServer(app).listen(port)",
-    ),
+    _PROBE_NAMES.get(s.name, s.name): (s.module, _hint(s.how)) for s in SERVERS
 }
-# --server NAME: the names accepted, to the table's key.
+# --server NAME: the names accepted (each registry name among them), to the
+# table's key.
 _ALIASES = {
-    "uvicorn": "uvicorn",
-    "gunicorn": "gunicorn",
-    "hypercorn": "hypercorn",
+    **{s.name: _PROBE_NAMES.get(s.name, s.name) for s in SERVERS},
     "http.server": "http.server",
-    "socketserver": "http.server",
     "basehttp": "http.server",
-    "cheroot": "cheroot",
     "cherrypy": "cheroot",
-    "waitress": "waitress",
-    "tornado": "tornado",
 }
 # A Server: header (lowercased) containing this -> the table's key.
 _SIGNATURES = (
