@@ -8,7 +8,7 @@ truncated at N of M bytes, or reset before or after the status line; FIN
 (``recv`` returned ``b""``) or RST (ECONNRESET); how much of the body was
 sent before the response began; timings; a one-line verdict; and, when it
 recognises the server (its ``Server:`` header, or ``--server``), the pysock
-integration that fixes it.
+integration that fixes it (the servers are pysock.integrations._registry's).
 
 Only the standard library; it connects only to the URL given (no redirects
 are followed, no other host is contacted).  Exit status: 0 when the
@@ -31,53 +31,34 @@ import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from pysock._http import ResponseParser
+from pysock.integrations._registry import SERVERS
+
 __all__ = ["FIXES", "ProbeResult", "main", "parse_size", "probe"]
 
-#: server -> (the module, how a user turns it on)
+#: The probe's name for a server where it is not the registry's: the
+#: standard library's server is reported by its http.server name.
+_PROBE_NAMES = {"socketserver": "http.server"}
+
+
+def _hint(how: str) -> str:
+    """The command (or code) that turns an integration on: the first code
+    span of the registry's ``how``."""
+    spans = how.split("`")
+    return spans[1] if len(spans) > 2 else how
+
+
+#: server -> (the module, how a user turns it on), from the registry
 FIXES: dict[str, tuple[str, str]] = {
-    "uvicorn": (
-        "pysock.integrations.uvicorn",
-        "uvicorn app:app --http pysock.integrations.uvicorn:H11Protocol",
-    ),
-    "gunicorn": (
-        "pysock.integrations.gunicorn",
-        "gunicorn -k pysock.integrations.gunicorn.ThreadWorker app:app "
-        "(or SyncWorker / UvicornWorker)",
-    ),
-    "hypercorn": (
-        "pysock.integrations.hypercorn",
-        "asyncio.run(pysock.integrations.hypercorn.serve(app, config))",
-    ),
-    "http.server": (
-        "pysock.integrations.socketserver",
-        "class Server(pysock.integrations.socketserver.LingeringCloseMixin, "
-        "http.server.ThreadingHTTPServer)",
-    ),
-    "cheroot": (
-        "pysock.integrations.cheroot",
-        "pysock.integrations.cheroot.Server(addr, app).start()",
-    ),
-    "waitress": (
-        "pysock.integrations.waitress",
-        "pysock.integrations.waitress.serve(app, host=..., port=...)",
-    ),
-    "tornado": (
-        "pysock.integrations.tornado",
-        "pysock.integrations.tornado.HTTPServer(app).listen(port)",
-    ),
+    _PROBE_NAMES.get(s.name, s.name): (s.module, _hint(s.how)) for s in SERVERS
 }
-# --server NAME: the names accepted, to the table's key.
+# --server NAME: the names accepted (each registry name among them), to the
+# table's key.
 _ALIASES = {
-    "uvicorn": "uvicorn",
-    "gunicorn": "gunicorn",
-    "hypercorn": "hypercorn",
+    **{s.name: _PROBE_NAMES.get(s.name, s.name) for s in SERVERS},
     "http.server": "http.server",
-    "socketserver": "http.server",
     "basehttp": "http.server",
-    "cheroot": "cheroot",
     "cherrypy": "cheroot",
-    "waitress": "waitress",
-    "tornado": "tornado",
 }
 # A Server: header (lowercased) containing this -> the table's key.
 _SIGNATURES = (
@@ -96,7 +77,6 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _SIZE = re.compile(r"\s*(\d+)\s*([kmg]?)(?:i?b)?\s*", re.IGNORECASE)
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CHUNK = 64 * 1024
-_MAX_HEAD = 64 * 1024
 #: After a whole response: how long to watch for the server's FIN or RST.
 AFTER_WAIT = 0.5
 _AFTER_MAX = 1 << 20
@@ -160,117 +140,6 @@ class ProbeResult:
     verdict: str = ""
     trap: bool = False
     exit_status: int = 1
-
-
-class _Response:
-    """An incremental HTTP/1.x response parser: is the response whole?"""
-
-    def __init__(self, head_request: bool) -> None:
-        self.buf = bytearray()
-        self.head_request = head_request
-        self.status: int | None = None
-        self.reason = ""
-        self.headers: list[tuple[str, str]] = []
-        self.in_headers = False  # the status line is in, not the blank line
-        self.mode = "head"  # head | length | chunked | close | done
-        self.remaining = 0
-        self.content_length: int | None = None
-        self.body = 0
-        self.chunk_state = "size"  # size | data | crlf | trailer
-
-    @property
-    def complete(self) -> bool:
-        return self.mode == "done"
-
-    def feed(self, data: bytes) -> None:
-        self.buf += data
-        while self.buf and self.mode != "done":
-            if self.mode == "head":
-                if not self._head():
-                    return
-            elif self.mode == "length":
-                n = min(self.remaining, len(self.buf))
-                self.body += n
-                self.remaining -= n
-                del self.buf[:n]
-                if self.remaining == 0:
-                    self.mode = "done"
-            elif self.mode == "close":
-                self.body += len(self.buf)
-                self.buf.clear()
-            elif not self._chunked():
-                return
-        if self.mode == "length" and self.remaining == 0:
-            self.mode = "done"
-
-    def _head(self) -> bool:
-        if self.status is None and b"\r\n" in self.buf:
-            self.in_headers = True
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > _MAX_HEAD:
-                raise ValueError("the response head is over 64 KiB")
-            return False
-        head = bytes(self.buf[:end]).decode("latin-1")
-        del self.buf[: end + 4]
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ValueError(f"not an HTTP response: {lines[0][:80]!r}")
-        status = int(parts[1])
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers.append((name.strip(), value.strip()))
-        if 100 <= status < 200 and status != 101:  # interim: the real one follows
-            self.in_headers = False
-            return True
-        self.status, self.reason, self.headers = status, parts[2] if len(parts) > 2 else "", headers
-        values = {n.lower(): v for n, v in headers}
-        te = values.get("transfer-encoding", "").lower()
-        if self.head_request or status in (101, 204, 304):
-            self.mode = "done"
-        elif "chunked" in te:
-            self.mode = "chunked"
-        elif "content-length" in values:
-            try:
-                self.content_length = int(values["content-length"])
-            except ValueError:
-                raise ValueError(f"bad Content-Length: {values['content-length']!r}") from None
-            self.remaining = self.content_length
-            self.mode = "length" if self.remaining else "done"
-        else:
-            self.mode = "close"  # delimited by the server's FIN
-        return True
-
-    def _chunked(self) -> bool:
-        if self.chunk_state == "data":
-            n = min(self.remaining, len(self.buf))
-            self.body += n
-            self.remaining -= n
-            del self.buf[:n]
-            if self.remaining == 0:
-                self.chunk_state = "crlf"
-            return True
-        end = self.buf.find(b"\r\n")
-        if end < 0:
-            return False
-        line = bytes(self.buf[:end])
-        del self.buf[: end + 2]
-        if self.chunk_state == "crlf":
-            self.chunk_state = "size"
-        elif self.chunk_state == "size":
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ValueError(f"bad chunk size line: {line[:40]!r}") from None
-            if size == 0:
-                self.chunk_state = "trailer"
-            else:
-                self.remaining, self.chunk_state = size, "data"
-        elif line == b"":  # the trailer's end
-            self.mode = "done"
-        return True
 
 
 def _target(url: str) -> tuple[str, str, int, str, str]:
@@ -404,7 +273,7 @@ def _exchange(
 ) -> None:
     sock.setblocking(False)
     tls = isinstance(sock, ssl.SSLSocket)
-    parser = _Response(head_request)
+    parser = ResponseParser(head_request)
     start = time.monotonic()
     deadline = start + timeout
     chunk = memoryview(b"x" * _CHUNK)

@@ -14,6 +14,10 @@ while request bytes may still be unread:
 ``pysock.integrations.tornado``           ``HTTPServer``
 ========================================  =========================================
 
+The list of servers, with the extra that installs each and the versions
+tested, is ``pysock.integrations._registry.SERVERS`` (this table, the
+README's and ``pysock probe``'s fix hints follow it).
+
 The policy every integration uses is :func:`policy` (set it with
 :func:`configure`, or the ``PYSOCK_DRAIN_*`` environment variables for
 servers started from a command line); each close's result goes to the

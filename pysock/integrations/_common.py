@@ -82,11 +82,11 @@ def policy() -> Policy:
 def configure(policy: Policy | None = None) -> None:
     """Set the policy every integration in this process uses (None: back to
     the default and the environment)."""
-    from pysock._api import _op_args
+    from pysock._binding import op_args
 
     global _policy
     if policy is not None:
-        _op_args(policy)  # a TypeError for anything that is not a policy
+        op_args(policy)  # a TypeError for anything that is not a policy
     with _lock:
         _policy = policy
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 import logging
 import socket
 
-from pysock.integrations._closing import Closer
 from pysock.integrations._common import require
+from pysock.integrations._threaded import Closer
 
 __all__ = ["HTTPConnection", "Server"]
 

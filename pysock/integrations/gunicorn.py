@@ -64,8 +64,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pysock._reaper import default_reaper
-from pysock.integrations._closing import Closer, policy_deadline
 from pysock.integrations._common import require
+from pysock.integrations._threaded import Closer, policy_deadline
 
 if TYPE_CHECKING:
     from pysock.integrations._gunicorn_uvicorn import UvicornH11Worker, UvicornWorker

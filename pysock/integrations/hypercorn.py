@@ -55,7 +55,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from pysock.integrations._aio import linger
+from pysock.integrations._asyncio import linger
 from pysock.integrations._common import bytes_waiting, require
 
 require("hypercorn", "hypercorn")
@@ -124,7 +124,7 @@ class _LingeringTCPServer(_TCPServer):
                 await super()._close()
                 return
             # As hypercorn's close() would: nothing more reaches the protocol
-            # (what arrives is discarded; see pysock.integrations._aio).
+            # (what arrives is discarded; see pysock.integrations._asyncio).
             # (uvloop's transports are not asyncio.Transport subclasses.)
             self._pysock_linger = asyncio.ensure_future(
                 linger(cast(asyncio.Transport, transport), SERVER)

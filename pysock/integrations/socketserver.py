@@ -35,7 +35,7 @@ import socket
 import socketserver as _socketserver
 from typing import Any
 
-from pysock.integrations._closing import Closer
+from pysock.integrations._threaded import Closer
 
 __all__ = ["LingeringCloseMixin"]
 

@@ -55,7 +55,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from pysock.integrations._aio import linger
+from pysock.integrations._asyncio import linger
 from pysock.integrations._common import require
 
 require("uvicorn", "uvicorn")
@@ -114,7 +114,7 @@ class _LingeringTransport(asyncio.Transport):
             real.close()
             return
         # Like transport.close(): nothing more reaches the protocol (what
-        # arrives is discarded; see pysock.integrations._aio).
+        # arrives is discarded; see pysock.integrations._asyncio).
         task = asyncio.ensure_future(linger(real, SERVER))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

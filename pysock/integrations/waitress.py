@@ -39,8 +39,8 @@ import logging
 import socket
 from typing import Any
 
-from pysock.integrations._closing import Closer
 from pysock.integrations._common import require
+from pysock.integrations._threaded import Closer
 
 __all__ = ["Channel", "serve"]
 

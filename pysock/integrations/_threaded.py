@@ -11,7 +11,7 @@ import threading
 import time
 
 from pysock._api import close
-from pysock._reaper import default_reaper
+from pysock._reaper import default_reaper, hand_over
 from pysock._types import CloseResult, Policy
 from pysock.integrations._common import policy, record
 
@@ -57,11 +57,11 @@ class Closer:
         with self._cond:
             self._in_flight += 1
         try:
-            # Reaper._submit with a callback, as pysock.aio does: the same
+            # The hand-over with a callback, as pysock.aio does: the same
             # checks and hand-over as Reaper.submit without a Future per close
             # (its creation, condition and callback list, run on the reaper
             # thread under the GIL the server's threads want).
-            default_reaper()._submit(sock, policy(), self._done)
+            hand_over(default_reaper(), sock, policy(), self._done)
         except BaseException as exc:
             if sock.fileno() == -1 and not isinstance(exc, Exception):
                 # A signal handler raised (SIGTERM -> SystemExit) after the
