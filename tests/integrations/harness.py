@@ -20,7 +20,7 @@ Servers
 ``free_port()``
     A TCP port on 127.0.0.1 that was free a moment ago.
 ``LAUNCH``
-    The path of ``launch.py``: servers that are started from Python.
+    The path of ``launch.py``: the servers that are started from Python.
 
 Clients
 -------
@@ -77,6 +77,7 @@ __all__ = [
     "CLIENT_TIMEOUT",
     "CURL",
     "CURL_MAX_TIME",
+    "HERE",
     "LAUNCH",
     "ServerError",
     "ServerProcess",

@@ -6,7 +6,6 @@ server made unimportable by ``sys.modules[name] = None``."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -14,10 +13,9 @@ import textwrap
 
 import pytest
 
-from integrations.scenarios import need
 from pysock.integrations._registry import SERVERS, Server, by_name
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .scenarios import ROOT, need
 
 #: The servers that come from an extra (not the standard library's).
 EXTRAS = [s for s in SERVERS if s.extra]

@@ -9,9 +9,9 @@ bytes), then read the response to its end.  They start together; the 413
 every connection until the client's upload is over.  Both processes get a
 raised RLIMIT_NOFILE (2 descriptors per connection, plus the Reaper's dup).
 
-Also a command, for the figures::
+Also a command, for the figures, from the checkout's root::
 
-    python tests/integrations/test_load.py --clients 2000 [--body 1048576] [--plain]
+    python -m tests.integrations.test_load --clients 2000 [--body 1048576] [--plain]
 
 The Reaper reclaims (RSTs) only under descriptor pressure; before it did,
 its fixed cap of 1,024 closes in flight reset 976 of these 2,000 clients.
@@ -31,12 +31,9 @@ import time
 
 import pytest
 
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from integrations import scenarios
-from integrations.apps import PAGE_BODY
-from integrations.harness import HERE, free_port, start_server
+from . import scenarios
+from .apps import PAGE_BODY
+from .harness import HERE, free_port, start_server
 
 CLIENTS = int(os.environ.get("PYSOCK_LOAD_CLIENTS", "2000"))
 BODY = 1024 * 1024
@@ -123,7 +120,7 @@ def run_load(
         wall = time.monotonic() - began
         time.sleep(0.5)
         out = server.output()
-    reasons = collections.Counter(f"{how}/{why}" for how, why in scenarios.closes(out))
+    reasons = collections.Counter(f"{how}/{why}" for _, how, why in scenarios.closes(out))
     errors = [line for line in out.splitlines() if re.search(r"Traceback|ERROR", line)]
     return {
         "clients": clients,

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from integrations import scenarios
-from integrations.harness import HERE, ServerProcess, free_port, start_server
+from . import scenarios
+from .harness import HERE, ServerProcess, free_port, start_server
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
