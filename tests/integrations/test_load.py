@@ -33,28 +33,15 @@ import pytest
 
 from . import scenarios
 from .apps import PAGE_BODY
-from .harness import HERE, free_port, start_server
+from .harness import raise_nofile
 
 CLIENTS = int(os.environ.get("PYSOCK_LOAD_CLIENTS", "2000"))
 BODY = 1024 * 1024
 NOFILE = 16384
 
 
-def _raise_nofile(n: int) -> int:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 async def _one(port: int, body: int, start: asyncio.Event, timeout: float) -> str:
-    head = (
-        f"POST /close HTTP/1.1\r\nHost: t\r\nContent-Length: {body}\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
+    head = scenarios.request_head("/close", body)
     chunk = b"u" * 65536
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
@@ -106,17 +93,11 @@ def run_load(
     clients: int = CLIENTS, body: int = BODY, *, plain: bool = False, loop: str = "asyncio"
 ) -> dict[str, object]:
     """Start uvicorn, run the clients, stop it; the figures."""
-    _raise_nofile(NOFILE)
-    port = free_port()
-    http = "h11" if plain else "pysock.integrations.uvicorn:H11Protocol"
-    argv = [
-        sys.executable, "-m", "uvicorn", "apps:asgi_app", "--app-dir", HERE,
-        "--host", "127.0.0.1", "--port", str(port), "--http", http, "--loop", loop,
-        "--log-config", f"{HERE}/uvicorn_log.json", "--no-access-log", "--backlog", "4096",
-    ]  # fmt: skip
-    with start_server(argv, port, nofile=NOFILE) as server:
+    raise_nofile(NOFILE)
+    launch = scenarios.uvicorn("h11", loop, "--backlog", "4096")
+    with launch(not plain, nofile=NOFILE) as server:
         began = time.monotonic()
-        outcomes = asyncio.run(_run_clients(port, clients, body, timeout=60.0))
+        outcomes = asyncio.run(_run_clients(server.port, clients, body, timeout=60.0))
         wall = time.monotonic() - began
         time.sleep(0.5)
         out = server.output()
