@@ -1,6 +1,6 @@
 """The integration suite: marked ``integration`` (``pytest -m integration``
 runs only it, ``-m 'not integration'`` leaves it out; plain ``pytest`` runs
-it too).  Needs the servers and clients of the ``test`` extra, and curl:
+it too).  Needs the servers and clients of the test dependencies, and curl:
 skipped without them (the wheel test venv has only pytest), except when
 PYSOCK_REQUIRE_INTEGRATION=1, where a missing one fails."""
 

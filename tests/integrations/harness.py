@@ -19,8 +19,11 @@ Servers
     took to exit; ``.signal(signum)``; a context manager (stops on exit).
 ``free_port()``
     A TCP port on 127.0.0.1 that was free a moment ago.
+``raise_nofile(n)``
+    Raises this process's RLIMIT_NOFILE soft limit to ``n`` (at most the
+    hard limit); returns the soft limit.
 ``LAUNCH``
-    The path of ``launch.py``: servers that are started from Python.
+    The path of ``launch.py``: the servers that are started from Python.
 
 Clients
 -------
@@ -77,12 +80,14 @@ __all__ = [
     "CLIENT_TIMEOUT",
     "CURL",
     "CURL_MAX_TIME",
+    "HERE",
     "LAUNCH",
     "ServerError",
     "ServerProcess",
     "Upload",
     "free_port",
     "keepalive_gets",
+    "raise_nofile",
     "read_response",
     "run_cell",
     "start_server",
@@ -161,16 +166,16 @@ class ServerProcess:
         self._log.close()
 
 
-def _raise_nofile(n: int) -> Callable[[], None]:
-    def preexec() -> None:
-        import resource
+def raise_nofile(n: int) -> int:
+    """Raise this process's RLIMIT_NOFILE soft limit to ``n`` (capped at the
+    hard limit, never lowered); the soft limit now."""
+    import resource
 
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = n if hard == resource.RLIM_INFINITY else min(n, hard)
-        if want > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-    return preexec
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def start_server(
@@ -195,7 +200,7 @@ def start_server(
         stderr=subprocess.STDOUT,
         env=full_env,
         cwd=cwd,
-        preexec_fn=_raise_nofile(nofile) if nofile else None,
+        preexec_fn=functools.partial(raise_nofile, nofile) if nofile else None,
     )
     server = ServerProcess(proc, port, log)
     deadline = time.monotonic() + timeout

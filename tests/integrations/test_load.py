@@ -9,9 +9,9 @@ bytes), then read the response to its end.  They start together; the 413
 every connection until the client's upload is over.  Both processes get a
 raised RLIMIT_NOFILE (2 descriptors per connection, plus the Reaper's dup).
 
-Also a command, for the figures::
+Also a command, for the figures, from the checkout's root::
 
-    python tests/integrations/test_load.py --clients 2000 [--body 1048576] [--plain]
+    python -m tests.integrations.test_load --clients 2000 [--body 1048576] [--plain]
 
 The Reaper reclaims (RSTs) only under descriptor pressure; before it did,
 its fixed cap of 1,024 closes in flight reset 976 of these 2,000 clients.
@@ -31,33 +31,17 @@ import time
 
 import pytest
 
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from integrations import scenarios
-from integrations.apps import PAGE_BODY
-from integrations.harness import HERE, free_port, start_server
+from . import scenarios
+from .apps import PAGE_BODY
+from .harness import raise_nofile
 
 CLIENTS = int(os.environ.get("PYSOCK_LOAD_CLIENTS", "2000"))
 BODY = 1024 * 1024
 NOFILE = 16384
 
 
-def _raise_nofile(n: int) -> int:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
-    if want > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 async def _one(port: int, body: int, start: asyncio.Event, timeout: float) -> str:
-    head = (
-        f"POST /close HTTP/1.1\r\nHost: t\r\nContent-Length: {body}\r\n"
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
+    head = scenarios.request_head("/close", body)
     chunk = b"u" * 65536
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
@@ -109,21 +93,15 @@ def run_load(
     clients: int = CLIENTS, body: int = BODY, *, plain: bool = False, loop: str = "asyncio"
 ) -> dict[str, object]:
     """Start uvicorn, run the clients, stop it; the figures."""
-    _raise_nofile(NOFILE)
-    port = free_port()
-    http = "h11" if plain else "pysock.integrations.uvicorn:H11Protocol"
-    argv = [
-        sys.executable, "-m", "uvicorn", "apps:asgi_app", "--app-dir", HERE,
-        "--host", "127.0.0.1", "--port", str(port), "--http", http, "--loop", loop,
-        "--log-config", f"{HERE}/uvicorn_log.json", "--no-access-log", "--backlog", "4096",
-    ]  # fmt: skip
-    with start_server(argv, port, nofile=NOFILE) as server:
+    raise_nofile(NOFILE)
+    launch = scenarios.uvicorn("h11", loop, "--backlog", "4096")
+    with launch(not plain, nofile=NOFILE) as server:
         began = time.monotonic()
-        outcomes = asyncio.run(_run_clients(port, clients, body, timeout=60.0))
+        outcomes = asyncio.run(_run_clients(server.port, clients, body, timeout=60.0))
         wall = time.monotonic() - began
         time.sleep(0.5)
         out = server.output()
-    reasons = collections.Counter(f"{how}/{why}" for how, why in scenarios.closes(out))
+    reasons = collections.Counter(f"{how}/{why}" for _, how, why in scenarios.closes(out))
     errors = [line for line in out.splitlines() if re.search(r"Traceback|ERROR", line)]
     return {
         "clients": clients,

@@ -5,48 +5,20 @@ probe sees the response whole, then FIN."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 
-from integrations import scenarios
-from integrations.harness import HERE, ServerProcess, free_port, start_server
-
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from . import scenarios
+from .harness import HERE
 
 TRIES = 5  # a reader as quick as the probe wins the race against the RST now and then
 
-
-def uvicorn(pysock: bool) -> ServerProcess:
-    scenarios.need("uvicorn")
-    port = free_port()
-    http = "pysock.integrations.uvicorn:H11Protocol" if pysock else "h11"
-    argv = [
-        sys.executable, "-m", "uvicorn", "apps:asgi_app", "--app-dir", HERE,
-        "--host", "127.0.0.1", "--port", str(port), "--http", http,
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    return start_server(argv, port)
-
-
-def gunicorn(pysock: bool) -> ServerProcess:
-    scenarios.need("gunicorn")
-    port = free_port()
-    worker = "pysock.integrations.gunicorn.SyncWorker" if pysock else "sync"
-    argv = [
-        sys.executable, "-m", "gunicorn", "-k", worker, "-w", "1",
-        "-b", f"127.0.0.1:{port}", "--chdir", HERE, "apps:wsgi_app",
-    ]  # fmt: skip
-    return start_server(argv, port, cwd=ROOT)
-
-
 # (name, launcher, path, the integration the probe should name)
-SERVERS: list[tuple[str, Callable[[bool], ServerProcess], str, str]] = [
-    ("uvicorn", uvicorn, "/close", "pysock.integrations.uvicorn"),
-    ("gunicorn", gunicorn, "/", "pysock.integrations.gunicorn"),
+SERVERS: list[tuple[str, scenarios.Launcher, str, str]] = [
+    ("uvicorn", scenarios.uvicorn("h11"), "/close", "pysock.integrations.uvicorn"),
+    ("gunicorn", scenarios.gunicorn("sync"), "/", "pysock.integrations.gunicorn"),
 ]
 
 
@@ -63,7 +35,10 @@ def probe(url: str) -> tuple[int, dict[str, object], str]:
 
 
 @pytest.mark.parametrize(("name", "launch", "path", "fix"), SERVERS, ids=[s[0] for s in SERVERS])
-def test_probe_shows_the_trap_then_the_cure(name, launch, path, fix):
+def test_probe_shows_the_trap_then_the_cure(
+    name: str, launch: scenarios.Launcher, path: str, fix: str
+) -> None:
+    scenarios.need(name)
     with launch(False) as server:
         outcomes = []
         for _ in range(TRIES):

@@ -6,56 +6,37 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("httpx")
-pytest.importorskip("requests")
-
-from integrations.harness import keepalive_gets
-from integrations.threaded_support import (
-    SHORT_POLICY,
-    check_cells,
-    check_mid_upload_disconnect,
-    check_never_reads,
-    check_sigterm_in_flight,
-    launched,
-    matrix,
-)
-
-pytestmark = pytest.mark.integration
+from . import scenarios
+from .apps import PAGE_BODY
 
 KINDS = {"threading": (), "serial": ("--serial",)}
+
+
+def socketserver(kind: str = "threading") -> scenarios.Launcher:
+    return scenarios.launch_py("socketserver", *KINDS[kind])
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_early_413_whole_with_the_mixin_and_cut_without(
     kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with launched("socketserver", False, None, *KINDS[kind]) as plain:
-        plain_cells = matrix(plain.url)
-    with launched("socketserver", True, None, *KINDS[kind]) as ours:
-        our_cells = matrix(ours.url)
-    check_cells(f"socketserver {kind}", plain_cells, our_cells, capsys)
+    scenarios.check_cells(f"socketserver {kind}", socketserver(kind), capsys)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_keep_alive_and_streaming_unchanged(kind: str) -> None:
-    with launched("socketserver", True, None, *KINDS[kind]) as server:
-        assert keepalive_gets(server.port, 5) == [(200, b"ok\n")] * 5
-        for _ in range(2):
-            assert keepalive_gets(server.port, 1, "/stream") == [(200, b"s" * 16 * 1024 * 8)]
+    scenarios.check_keepalive(socketserver(kind))
 
 
 def test_client_disconnecting_mid_upload() -> None:
-    with launched("socketserver", True) as server:
-        check_mid_upload_disconnect(server)
+    scenarios.check_disconnect_mid_upload(socketserver(), reset_traceback=True)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_client_that_never_reads_is_cut_at_the_deadline(kind: str) -> None:
-    with launched("socketserver", True, SHORT_POLICY, *KINDS[kind]) as server:
-        check_never_reads(server, "socketserver")
+    scenarios.check_never_reading_client(socketserver(kind), page=PAGE_BODY)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_sigterm_with_a_lingering_close_in_flight(kind: str) -> None:
-    env = {"PYSOCK_DRAIN_TIMEOUT": "3", "PYSOCK_DRAIN_IDLE": "3"}
-    check_sigterm_in_flight(launched("socketserver", True, env, *KINDS[kind]), "socketserver")
+    scenarios.check_shutdown_waits_for_deadline(socketserver(kind))

@@ -6,45 +6,36 @@ asyncio loop and on uvloop.  The early 413 is answered by a
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
-
 import pytest
 
-from integrations import scenarios
-from integrations.harness import LAUNCH, ServerProcess, start_server
+from . import scenarios
 
 scenarios.need("tornado")
 
-
-def launcher(loop: str = "asyncio") -> scenarios.Launcher:
-    def launch(port: int, pysock: bool, env: Mapping[str, str] | None) -> ServerProcess:
-        argv = [sys.executable, LAUNCH, "tornado", "--port", str(port), "--loop", loop, "--debug"]
-        if pysock:
-            argv.append("--pysock")
-        return start_server(argv, port, env)
-
-    return launch
+LOOPS = ["asyncio", "uvloop"]
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_early_413_every_client(loop: str) -> None:
-    print(f"\ntornado --loop {loop}, POST / (413 from prepare)")
-    scenarios.check_cells(scenarios.cells(launcher(loop), "/"))
+def tornado(loop: str = "asyncio") -> scenarios.Launcher:
+    return scenarios.launch_py("tornado", "--loop", loop)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_early_413_every_client(loop: str, capsys: pytest.CaptureFixture[str]) -> None:
+    scenarios.check_cells(f"tornado --loop {loop}", tornado(loop), capsys)
 
 
 def test_keepalive_streaming_pipelining_unchanged() -> None:
-    scenarios.check_keepalive(launcher())
+    scenarios.check_keepalive(tornado())
 
 
 def test_client_disconnects_mid_upload() -> None:
-    scenarios.check_disconnect_mid_upload(launcher(), "/")
+    scenarios.check_disconnect_mid_upload(tornado())
 
 
 def test_never_reading_client_deadline() -> None:
-    scenarios.check_never_reading_client(launcher(), "/")
+    scenarios.check_never_reading_client(tornado(), rcvbuf=4096)
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("loop", LOOPS)
 def test_graceful_shutdown_waits_for_lingering_closes(loop: str) -> None:
-    scenarios.check_graceful_shutdown(launcher(loop), "/")
+    scenarios.check_shutdown_waits_for_eof(tornado(loop))

@@ -10,86 +10,59 @@ the connection alive, so the early 413 here carries ``Connection: close``
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
-
 import pytest
 
-from integrations import scenarios
-from integrations.harness import HERE, ServerProcess, free_port, start_server
+from . import scenarios
+from .scenarios import uvicorn
 
 scenarios.need("uvicorn")
 
-IMPLS = {"h11": "H11Protocol", "httptools": "HttpToolsProtocol"}
+HTTP = sorted(scenarios.UVICORN_HTTP)
 LOOPS = ["asyncio", "uvloop"]
-LOG_CONFIG = f"{HERE}/uvicorn_log.json"
-
-
-def launcher(http: str, loop: str) -> scenarios.Launcher:
-    def launch(port: int, pysock: bool, env: Mapping[str, str] | None) -> ServerProcess:
-        impl = f"pysock.integrations.uvicorn:{IMPLS[http]}" if pysock else http
-        argv = [
-            sys.executable, "-m", "uvicorn", "apps:asgi_app", "--app-dir", HERE,
-            "--host", "127.0.0.1", "--port", str(port), "--http", impl, "--loop", loop,
-            "--log-config", LOG_CONFIG, "--no-access-log",
-        ]  # fmt: skip
-        return start_server(argv, port, env)
-
-    return launch
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize("http", sorted(IMPLS))
-def test_early_413_every_client(http: str, loop: str) -> None:
+@pytest.mark.parametrize("http", HTTP)
+def test_early_413_every_client(http: str, loop: str, capsys: pytest.CaptureFixture[str]) -> None:
     if http == "httptools":
         scenarios.need("httptools")
-    print(f"\nuvicorn --http {http} --loop {loop}, POST /close (413 + Connection: close)")
-    scenarios.check_cells(scenarios.cells(launcher(http, loop), "/close"))
+    label = f"uvicorn --http {http} --loop {loop}"
+    scenarios.check_cells(label, uvicorn(http, loop), capsys, "/close")
 
 
-@pytest.mark.parametrize("http", sorted(IMPLS))
+@pytest.mark.parametrize("http", HTTP)
 def test_keepalive_413_still_drained_by_uvicorn(http: str) -> None:
     """The 413 without Connection: close: uvicorn discards the body itself
     and keeps the connection; with the integration nothing changes."""
-    launch = launcher(http, "asyncio")
+    launch = uvicorn(http)
     for pysock in (False, True):
-        port = free_port()
-        with launch(port, pysock, None) as server:
+        with launch(pysock) as server:
             whole, total, errs = scenarios.run_cell("httpx", server.url + "/", 3)
             assert (whole, total) == (3, 3), errs
             out = server.output()
         assert scenarios.closes(out) == []  # nothing lingered: uvicorn kept the connection
 
 
-@pytest.mark.parametrize("http", sorted(IMPLS))
+@pytest.mark.parametrize("http", HTTP)
 def test_keepalive_streaming_pipelining_unchanged(http: str) -> None:
-    scenarios.check_keepalive(launcher(http, "asyncio"))
+    scenarios.check_keepalive(uvicorn(http))
 
 
-@pytest.mark.parametrize("http", sorted(IMPLS))
+@pytest.mark.parametrize("http", HTTP)
 def test_websocket_unchanged(http: str) -> None:
-    scenarios.need("websockets")
-    from websockets.sync.client import connect
-
-    port = free_port()
-    with launcher(http, "asyncio")(port, True, None) as server:
-        with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10) as ws:
-            ws.send("hello")
-            assert ws.recv(timeout=10) == "hello"
-        # and the HTTP side is still served
-        assert scenarios.run_cell("httpx", server.url + "/close", 1)[:2] == (1, 1)
+    scenarios.check_websocket(uvicorn(http), "/close")
 
 
-@pytest.mark.parametrize("http", sorted(IMPLS))
+@pytest.mark.parametrize("http", HTTP)
 def test_client_disconnects_mid_upload(http: str) -> None:
-    scenarios.check_disconnect_mid_upload(launcher(http, "asyncio"), "/close")
+    scenarios.check_disconnect_mid_upload(uvicorn(http), "/close")
 
 
-@pytest.mark.parametrize("http", sorted(IMPLS))
+@pytest.mark.parametrize("http", HTTP)
 def test_never_reading_client_deadline(http: str) -> None:
-    scenarios.check_never_reading_client(launcher(http, "asyncio"), "/close")
+    scenarios.check_never_reading_client(uvicorn(http), "/close", rcvbuf=4096)
 
 
 @pytest.mark.parametrize("loop", LOOPS)
 def test_graceful_shutdown_waits_for_lingering_closes(loop: str) -> None:
-    scenarios.check_graceful_shutdown(launcher("h11", loop), "/close")
+    scenarios.check_shutdown_waits_for_eof(uvicorn("h11", loop), "/close")
