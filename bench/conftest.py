@@ -1,5 +1,6 @@
-"""The pytest-benchmark suite: the same cases as ``python -m pysock bench``
-(the logic lives in pysock/_bench/, one module per case), run with
+"""The pytest-benchmark suite: the same cases as ``python -m bench`` (the
+logic lives in bench/cases/, one module per case), run from the checkout root
+with
 
     pytest bench/ --benchmark-only
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pysock._bench import common, drain, many, server
+from bench import common
+from bench.cases import drain, many, server
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,6 +1,6 @@
 """Event-loop lag while 10,000 lingering closes are in flight.
 
-    python bench/loop_lag.py [--quick] [--n N] [--loop asyncio|uvloop]
+    python -m bench.loop_lag [--quick] [--n N] [--loop asyncio|uvloop]
                              [--path sink|wrap_future|asyncio]
 
 The peers run in a child process (so the descriptors split between two
@@ -43,6 +43,8 @@ from typing import Any
 
 import pysock
 import pysock.aio
+
+from . import ROOT
 
 BODY1 = 32 * 1024
 BODY2 = 16 * 1024
@@ -109,7 +111,7 @@ class NotifyReaper:
     BATCH = 64
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        from pysock._core import ffi, lib
+        from pysock._binding import ffi, lib
 
         self.ffi, self.lib, self.loop = ffi, lib, loop
         err = ffi.new("ps_error *")
@@ -134,13 +136,13 @@ class NotifyReaper:
         return fut
 
     def ready(self) -> None:
-        from pysock._api import _result
+        from pysock._binding import to_result
 
         n = self.lib.ps_reaper_harvest(self.r, self.out, self.BATCH)
         pop = self.futs.pop
         for j in range(n):
             c = self.out[j]
-            pop(c.token).set_result(_result(c.res).reason)
+            pop(c.token).set_result(to_result(c.res).reason)
 
     def stats_in_flight(self) -> int:
         return len(self.futs)
@@ -279,7 +281,9 @@ async def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.loop_lag", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 connections")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
@@ -306,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     acceptor = threading.Thread(target=accept_all)
     acceptor.start()
     peer = subprocess.Popen(
-        [sys.executable, __file__, "--peer", str(port), str(n)],
+        [sys.executable, "-m", "bench.loop_lag", "--peer", str(port), str(n)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
     )
     try:
         assert peer.stdout is not None

@@ -3,9 +3,11 @@ side by side in one run: keep-alive small-request throughput, and the
 early-413 path (responses received whole per second, server CPU per
 response).
 
-    python bench/servers.py [--quick] [--rounds N] [--seconds S] [--conns C]
-                            [--body BYTES] [--only keepalive,413]
+    python -m bench.servers [--quick] [--rounds N] [--seconds S] [--conns C]
+                            [--body BYTES] [--only keepalive,close,413]
                             [--servers h11,httptools,gthread] [--json]
+
+(from the checkout root: it imports ``tests.integrations.harness``).
 
 Servers, started by their users' command lines on free 127.0.0.1 ports (one
 worker each), serving ``tests/integrations/apps.py``:
@@ -19,8 +21,14 @@ worker each), serving ``tests/integrations/apps.py``:
 Modes, each from a separate load process with ``C`` client threads:
 
 - ``keepalive``: each thread on its own keep-alive connection, one small GET
-  after another (``bench/gunicorn_keepalive.py``'s load); requests per
-  second, ratio pysock / own (target: >= 0.97);
+  after another (the close path is never taken: what is measured is that the
+  request path is the server's own); requests per second, ratio pysock / own
+  (target: >= 0.97);
+- ``close`` (not run unless ``--only`` names it): every small GET says
+  ``Connection: close`` and the thread opens a new connection for the next
+  one, so every request ends in the close pysock replaces (e.g. gunicorn's
+  ``close_graceful`` on the worker's poller thread vs a hand-over to the
+  reaper); requests per second;
 - ``413``: each thread uploads ``POST /close`` with a ``--body``-byte
   Content-Length body and ``Connection: close`` on a new connection, sending
   and reading at once as curl does; the app answers 413 + 256 KiB without
@@ -52,17 +60,17 @@ import threading
 import time
 from collections.abc import Callable
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-APPS = os.path.join(ROOT, "tests", "integrations")
-sys.path[:0] = [HERE, APPS]
+from tests.integrations.harness import ServerProcess, free_port, start_server
 
-from gunicorn_keepalive import run_load as keepalive_rps  # noqa: E402
-from harness import ServerProcess, free_port, start_server  # noqa: E402
+from . import ROOT
+
+#: the integration tests' apps (``apps:asgi_app``, ``apps:wsgi_app``)
+APPS = str(ROOT / "tests" / "integrations")
 
 MiB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-MODES = ("keepalive", "413")
+MODES = ("keepalive", "close", "413")
+DEFAULT_MODES = ("keepalive", "413")
 #: a port -> the server's command line
 Launch = Callable[[int], list[str]]
 
@@ -138,6 +146,83 @@ def server_cpu(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
     return total / CLK_TCK
+
+
+# -- the small-request load: keepalive, close (in its own process) -----------
+
+
+def _one_response(sock: socket.socket, buf: bytearray) -> bool:
+    """Read one response (Content-Length body); False at EOF."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = bytes(buf[:end]).lower()
+            at = head.find(b"content-length:")
+            length = int(head[at + 15 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
+            total = end + 4 + length
+            while len(buf) < total:
+                data = sock.recv(65536)
+                if not data:
+                    return False
+                buf += data
+            del buf[:total]
+            return True
+        data = sock.recv(65536)
+        if not data:
+            return False
+        buf += data
+
+
+def _client(port: int, mode: str, until: float, counts: list[int], i: int) -> None:
+    keepalive = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    closing = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    done = 0
+    sock: socket.socket | None = None
+    buf = bytearray()
+    try:
+        while time.monotonic() < until:
+            if sock is None:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                buf.clear()
+            sock.sendall(keepalive if mode == "keepalive" else closing)
+            ok = _one_response(sock, buf)
+            if ok:
+                done += 1
+            if mode == "close" or not ok:
+                sock.close()
+                sock = None
+    finally:
+        if sock is not None:
+            sock.close()
+        counts[i] = done
+
+
+def load(port: int, mode: str, seconds: float, conns: int) -> int:
+    until = time.monotonic() + seconds
+    counts = [0] * conns
+    threads = [
+        threading.Thread(target=_client, args=(port, mode, until, counts, i)) for i in range(conns)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    return sum(counts)
+
+
+def run_load(port: int, mode: str, seconds: float, conns: int) -> float:
+    """Requests per second, from a separate load process."""
+    load_args = ["--load", str(port), mode, str(seconds), str(conns)]
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.servers", *load_args],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+        cwd=ROOT,
+    )
+    return int(out.stdout.strip()) / seconds
 
 
 # -- the early-413 load (in its own process) ---------------------------------
@@ -232,12 +317,14 @@ def load_413(port: int, seconds: float, conns: int, body: int) -> tuple[int, int
 
 
 def run_413(port: int, seconds: float, conns: int, body: int) -> tuple[int, int]:
+    load_args = ["--load-413", str(port), str(seconds), str(conns), str(body)]
     out = subprocess.run(
-        [sys.executable, __file__, "--load-413", str(port), str(seconds), str(conns), str(body)],
+        [sys.executable, "-m", "bench.servers", *load_args],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
         check=True,
+        cwd=ROOT,
     )
     whole, total = out.stdout.split()
     return int(whole), int(total)
@@ -248,8 +335,8 @@ def run_413(port: int, seconds: float, conns: int, body: int) -> tuple[int, int]
 
 def measure(server: ServerProcess, mode: str, args: argparse.Namespace) -> dict[str, float]:
     cpu0 = server_cpu(server.pid)
-    if mode == "keepalive":
-        rps = keepalive_rps(server.port, "keepalive", args.seconds, args.conns)
+    if mode in ("keepalive", "close"):
+        rps = run_load(server.port, mode, args.seconds, args.conns)
         whole = total = rps * args.seconds
     else:
         w, t = run_413(server.port, args.seconds, args.conns, args.body)
@@ -278,21 +365,32 @@ def _summary(own: list[float], pysock: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.servers", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="uvicorn h11 + gunicorn, 3 x 1.5 s")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--conns", type=int, default=8)
     parser.add_argument("--body", type=int, default=4 * MiB, help="upload size, bytes")
-    parser.add_argument("--only", default=",".join(MODES), help="keepalive,413")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_MODES),
+        help=f"modes, comma-separated: {','.join(MODES)} (default: {','.join(DEFAULT_MODES)})",
+    )
     parser.add_argument(
         "--servers",
         default=None,
         help="a subset: h11,httptools,gthread (default: all; quick: h11,gthread)",
     )
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    parser.add_argument("--load", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--load-413", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load:
+        port, mode, seconds, conns = args.load
+        print(load(int(port), mode, float(seconds), int(conns)))
+        return
     if args.load_413:
         port, seconds, conns, body = args.load_413
         print(*load_413(int(port), float(seconds), int(conns), int(body)))
@@ -317,7 +415,7 @@ def main() -> None:
         for pair in pairs:
             for side, launch in zip(("own", "pysock"), PAIRS[pair], strict=True):
                 port = free_port()
-                servers[pair, side] = start_server(launch(port), port, cwd=ROOT)
+                servers[pair, side] = start_server(launch(port), port, cwd=str(ROOT))
         for r in range(args.rounds):
             sides = ("own", "pysock") if r % 2 == 0 else ("pysock", "own")
             for mode in modes:
@@ -362,10 +460,11 @@ def main() -> None:
     print("own / pysock medians; ratio = median of per-round pysock/own (min-max)")
     for pair, by_mode in figures.items():
         for mode, f in by_mode.items():
-            keys = ["total_per_s", "cpu_ms_per_response"] if mode == "keepalive" else list(f)
+            small = mode in ("keepalive", "close")  # every response is whole
+            keys = ["total_per_s", "cpu_ms_per_response"] if small else list(f)
             for k in keys:
                 s = f[k]
-                label = "req/s" if k == "total_per_s" and mode == "keepalive" else k
+                label = "req/s" if k == "total_per_s" and small else k
                 print(
                     f"{pair:<18} {mode:<9} {label:<20} {s['own']:>9.3f} {s['pysock']:>9.3f} "
                     f"{s['ratio']:>7.3f} ({s['ratio_min']:.3f}-{s['ratio_max']:.3f})"

@@ -1,8 +1,8 @@
 """System calls per close, counted with strace.
 
-    python bench/syscalls.py                 # every case, N=1000: a table
-    python bench/syscalls.py --n 2000 --case graceful,drain_many
-    python bench/syscalls.py --run drain_many --n 1000 [--control]   # one workload
+    python -m bench.syscalls                 # every case, N=1000: a table
+    python -m bench.syscalls --n 2000 --case graceful,drain_many
+    python -m bench.syscalls --run drain_many --n 1000 [--control]   # one workload
 
 The table is made by running each workload twice under
 ``strace -f -c -o FILE`` (Linux, strace installed): once closing the
@@ -33,6 +33,8 @@ import tempfile
 from collections.abc import Callable
 
 import pysock
+
+from . import ROOT
 
 CASES: dict[str, Callable[[list[socket.socket]], object]] = {
     "drain_many": lambda socks: pysock.close_many(socks, pysock.Drain(timeout=5)),
@@ -114,14 +116,17 @@ def counts(path: str) -> dict[str, int]:
 def traced(case: str, n: int, body: int, control: bool) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "strace.txt")
-        cmd = ["strace", "-f", "-c", "-o", out, sys.executable, __file__, "--run", case]
-        cmd += ["--n", str(n), "--body", str(body)] + (["--control"] if control else [])
-        subprocess.run(cmd, check=True, timeout=300)
+        cmd = ["strace", "-f", "-c", "-o", out, sys.executable, "-m", "bench.syscalls"]
+        cmd += ["--run", case, "--n", str(n), "--body", str(body)]
+        cmd += ["--control"] if control else []
+        subprocess.run(cmd, check=True, timeout=300, cwd=ROOT)
         return counts(out)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.syscalls", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--body", type=int, default=1000, help="bytes each peer sends before FIN")
     ap.add_argument("--case", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))

@@ -7,7 +7,8 @@ import statistics
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pysock._bench import common, drain
+from bench import common
+from bench.cases import drain
 
 NBYTES = 64 * common.MiB
 

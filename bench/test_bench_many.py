@@ -9,7 +9,8 @@ import socket
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pysock._bench import common, many
+from bench import common
+from bench.cases import many
 
 
 @pytest.mark.parametrize("n", [1000])

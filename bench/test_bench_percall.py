@@ -9,7 +9,8 @@ import time
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pysock._bench import common, percall
+from bench import common
+from bench.cases import percall
 
 BATCH = 200
 

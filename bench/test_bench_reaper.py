@@ -9,7 +9,8 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import pysock
-from pysock._bench import common, many, reaper
+from bench import common
+from bench.cases import many, reaper
 
 
 @pytest.mark.parametrize("n", [1000])

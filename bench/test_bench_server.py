@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from pysock._bench import common, server
+from bench import common
+from bench.cases import server
 
 CLIENTS = 8
 SECONDS = 1.0

@@ -1,5 +1,4 @@
-"""Command line: ``python -m pysock demo`` / ``bench`` / ``probe URL`` (also the ``pysock``
-script)."""
+"""Command line: ``python -m pysock demo`` / ``probe URL`` (also the ``pysock`` script)."""
 
 from __future__ import annotations
 
@@ -13,22 +12,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run every close policy live over loopback")
-    bench = commands.add_parser(
-        "bench", help="benchmark pysock against pure Python, asyncio and C over loopback"
-    )
-    bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    bench.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="PATH",
-        help="write machine-readable results to PATH (or stdout: the table goes to stderr)",
-    )
-    bench.add_argument(
-        "--only",
-        metavar="SECTIONS",
-        help="comma-separated subset of: drain,percall,many,reaper,server,loop_lag",
-    )
     from pysock._probe import add_arguments as probe_arguments
 
     probe = commands.add_parser(
@@ -46,10 +29,6 @@ def main(argv: list[str] | None = None) -> int:
         from pysock._probe import run as run_probe
 
         return run_probe(args)
-    if args.command == "bench":
-        from pysock._bench import main as run_bench
-
-        return run_bench(quick=args.quick, json_path=args.json, only=args.only)
     if args.command == "demo":
         from pysock._demo import main as demo
 

@@ -23,6 +23,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import HERE
+
 if sys.platform != "win32":
     import resource
 
@@ -33,7 +35,6 @@ __all__ = [
     "LINGER_OFF",
     "LOCAL",
     "QUICK",
-    "REPO",
     "TIMEVAL_30S",
     "BenchError",
     "CFloor",
@@ -61,11 +62,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 LOCAL = "127.0.0.1"
 
-# The source checkout this package was imported from (pysock/_bench/ -> the
-# repository); in an installed wheel bench/ is absent and the cases that need
-# it say so and are skipped.
-REPO = Path(__file__).resolve().parent.parent.parent
-C_FLOOR_SOURCE = REPO / "bench" / "c" / "drain_floor.c"
+C_FLOOR_SOURCE = HERE / "c" / "drain_floor.c"
 
 
 class BenchError(RuntimeError):
@@ -317,10 +314,7 @@ def load_c_floor(tmpdir: str) -> CFloor | str:
     if sys.platform == "win32":
         return "not built on Windows"
     if not C_FLOOR_SOURCE.is_file():
-        return (
-            f"{C_FLOOR_SOURCE} not found: the C floors are compiled from a source checkout "
-            "(an installed wheel has no bench/); run from the repository"
-        )
+        return f"{C_FLOOR_SOURCE} not found"
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         return "no C compiler (cc) on PATH"

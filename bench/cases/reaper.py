@@ -16,8 +16,8 @@ from typing import Any
 
 import pysock
 
+from ..common import Config, Progress, median, raise_nofile, ratios, rotated, target
 from . import many
-from .common import Config, Progress, median, raise_nofile, ratios, rotated, target
 
 __all__ = ["COLUMNS", "CONTENDERS", "TITLE", "reaper_closer", "run"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pysock
 
-from .common import (
+from ..common import (
     LOCAL,
     Config,
     KiB,

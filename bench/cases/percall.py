@@ -14,7 +14,7 @@ from typing import Any
 
 import pysock
 
-from .common import (
+from ..common import (
     LINGER_ABORT,
     LINGER_OFF,
     LOCAL,

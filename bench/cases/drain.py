@@ -23,7 +23,7 @@ from typing import Any
 
 import pysock
 
-from .common import (
+from ..common import (
     LOCAL,
     TIMEVAL_30S,
     BenchError,

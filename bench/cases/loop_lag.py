@@ -1,6 +1,7 @@
 """Event-loop lag with N lingering closes in flight: a thin wrapper that runs
-``bench/loop_lag.py`` (a source checkout's script; it prints its report as one
-JSON line) once per run and variant, in a subprocess, and gathers the spread.
+the script ``bench/loop_lag.py`` (``python -m bench.loop_lag``; it prints its
+report as one JSON line) once per run and variant, in a subprocess, and
+gathers the spread.
 
 Variants, order rotated per run: pysock.aio.close on the asyncio loop and on
 uvloop (when installed), and the pure-asyncio lingering close (no reaper) on
@@ -13,7 +14,8 @@ import subprocess
 import sys
 from typing import Any
 
-from .common import REPO, BenchError, Config, Progress, median, rotated, target
+from .. import ROOT
+from ..common import BenchError, Config, Progress, median, rotated, target
 
 __all__ = ["COLUMNS", "SCRIPT", "TITLE", "VARIANTS", "run", "run_one"]
 
@@ -30,7 +32,8 @@ COLUMNS = (
     "results",
 )
 
-SCRIPT = REPO / "bench" / "loop_lag.py"
+#: the script, run as ``python -m SCRIPT`` from the checkout root
+SCRIPT = "bench.loop_lag"
 
 # name -> (--path, --loop)
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -50,8 +53,10 @@ def _have_uvloop() -> bool:
 
 def run_one(path: str, loop: str, n: int, timeout: float = 180.0) -> dict[str, Any]:
     """One ``bench/loop_lag.py`` run; its JSON report."""
-    cmd = [sys.executable, str(SCRIPT), "--n", str(n), "--path", path, "--loop", loop]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", SCRIPT, "--n", str(n), "--path", path, "--loop", loop]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -68,17 +73,6 @@ def run_one(path: str, loop: str, n: int, timeout: float = 180.0) -> dict[str, A
 
 
 def run(cfg: Config, say: Progress) -> dict[str, Any]:
-    if not SCRIPT.is_file():
-        say(f"loop_lag skipped: {SCRIPT} not found (run from a source checkout)")
-        return {
-            "rows": [],
-            "ratios": {},
-            "targets": [
-                target("loop_lag", "pysock.aio max loop lag, ms", float("nan"), 5.0),
-                target("loop_lag", "pysock.aio p99 loop lag, ms", float("nan"), 1.0),
-            ],
-            "skipped": f"{SCRIPT} not found",
-        }
     variants = {k: v for k, v in VARIANTS.items() if v[1] != "uvloop" or _have_uvloop()}
     names = list(variants)
     n = cfg.loop_lag_n

@@ -1,5 +1,5 @@
 """Running the sections, the table, the JSON and the command line of
-``python -m pysock bench``."""
+``python -m bench``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import pysock
 
-from . import drain, loop_lag, many, percall, reaper, server
+from .cases import drain, loop_lag, many, percall, reaper, server
 from .common import FULL, QUICK, BenchError, CFloor, Config, Progress, load_c_floor, raise_nofile
 
 if sys.platform != "win32":
@@ -103,7 +103,7 @@ def machine_info() -> dict[str, Any]:
     nofile = None
     if sys.platform != "win32":
         nofile = list(resource.getrlimit(resource.RLIMIT_NOFILE))
-    from pysock._core import lib
+    from pysock._binding import lib
 
     load = None
     with contextlib.suppress(OSError, AttributeError):
@@ -154,7 +154,7 @@ def run(cfg: Config, sections: Sequence[str], say: Progress) -> dict[str, Any]:
     started = time.monotonic()
     raise_nofile(2 * cfg.percall_batch + 64)
     result: dict[str, Any] = {
-        "command": "python -m pysock bench" + (" --quick" if cfg.name == "quick" else ""),
+        "command": "python -m bench" + (" --quick" if cfg.name == "quick" else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "config": asdict(cfg),
@@ -206,7 +206,7 @@ def _output(path: str | None) -> Iterator[TextIO | None]:
 
 
 def main(quick: bool = False, json_path: str | None = None, only: str | None = None) -> int:
-    """``python -m pysock bench [--quick] [--json [PATH]] [--only SECTIONS]``."""
+    """``python -m bench [--quick] [--json [PATH]] [--only SECTIONS]``."""
     sections = list(SECTIONS)
     if only:
         sections = [s.strip() for s in only.split(",") if s.strip()]
