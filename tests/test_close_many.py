@@ -222,7 +222,7 @@ def test_accepts_a_generator(make_pair):
 
 
 def test_more_sockets_than_the_stack_array(make_pair):
-    # reap.c keeps 64 poll entries on the stack; more need the heap path.
+    # engine.c keeps 64 poll entries on the stack; more need the heap path.
     pairs = [make_pair() for _ in range(80)]
     for i, (_, client) in enumerate(pairs):
         client.sendall(b"y" * (i + 1))
