@@ -154,7 +154,7 @@ def _install_inplace(
 
 def _uses_epoll(session: nox.Session, *nm_args: str) -> bool:
     symbols = str(session.run("nm", *nm_args, silent=True, external=True))
-    return re.search(r"\bepoll_wait\b", symbols) is not None
+    return "epoll_wait" in symbols
 
 
 def _build_c(session: nox.Session, cflags: str = "", target: str = "native") -> None:
@@ -355,12 +355,12 @@ def integrations_oldest(session: nox.Session) -> None:
 
     The pins are pysock.integrations._registry's oldest_requirements(): what
     the README's "versions tested" column says is what runs here."""
-    _need_curl(session)
     if not (ROOT / "pysock" / "integrations" / "_registry.py").exists():
         session.error(
             "pysock/integrations/_registry.py is missing: it lists each server's oldest "
             "supported version (oldest_requirements()), which this step installs"
         )
+    _need_curl(session)
     _install_inplace(session)
     out = session.run(
         "python",
@@ -376,7 +376,8 @@ def integrations_oldest(session: nox.Session) -> None:
     # One resolve: the pins, and the rest of the test group around them.
     session.install(*_groups("test"), *pins)
     session.run("python", "-m", "pip", "check")
-    session.run("python", "-c", CHECK_PINS, *pins)
+    print("each pin is an exact one, and what is installed:")
+    session.run("python", "-c", CHECK_PINS, *pins, log=False)
     session.run(
         "python",
         "-m",
@@ -413,7 +414,9 @@ def poll(session: nox.Session) -> None:
 def sanitizers(session: nox.Session) -> None:
     """The whole suite on an ASan/UBSan build, LeakSanitizer on."""
     _need_curl(session)
-    _install_inplace(session, "test", cflags=f"{WERROR} {ASAN}")
+    core = _install_inplace(session, "test", cflags=f"{WERROR} {ASAN}")
+    if "__asan_" not in str(session.run("nm", "-D", str(core), silent=True, external=True)):
+        session.error(f"{core.name} is not instrumented by ASan: were the flags ignored?")
     asan_rt = str(session.run("gcc", "-print-file-name=libasan.so", silent=True, external=True))
     if not os.path.isabs(asan_rt.strip()):
         session.error("gcc does not know where libasan.so is")
