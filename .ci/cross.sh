@@ -3,7 +3,7 @@
 # cc (PyPI ziglang), and the C test program run wherever this machine can
 # run it.
 #
-#   bash .ci/cross.sh          # from .ci/run, inside its venv
+#   bash .ci/cross.sh          # in a venv (nox -s cross makes one)
 #
 #  1. compile-only (-c), -std=c99 -Wall -Wextra -Werror -pedantic: every
 #     file of csrc/ and tests/c/test_core.c, for macOS arm64/x86_64, FreeBSD
@@ -21,6 +21,8 @@
 # the number of CPUs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=.ci/lib.sh
+. .ci/lib.sh
 
 t0=$SECONDS
 # ---------------------------------------------------------------- tools
@@ -30,19 +32,7 @@ echo "zig $("${zig[@]}" version) (PyPI ziglang $(python -m pip show ziglang | se
 
 # qemu-user for aarch64, and Debian's aarch64 glibc (its loader and libc.so)
 # for the dynamically linked glibc build; the musl builds are static.
-pkgs=(qemu-user-static libc6-arm64-cross)
-missing=()
-for pkg in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    echo "installing: ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ci_apt_install qemu-user-static libc6-arm64-cross
 qemu-aarch64-static --version | head -1
 glibc_root=/usr/aarch64-linux-gnu   # libc6-arm64-cross: lib/ld-linux-aarch64.so.1
 [ -e "$glibc_root/lib/ld-linux-aarch64.so.1" ] || {
@@ -221,7 +211,7 @@ for r in "${run_targets[@]}"; do
     name="run-${r%:*}-${r#*:}"
     rc=$(cat "$work/$name.rc" 2>/dev/null || echo missing)
     last=$(tail -n 1 "$work/$name.log" 2>/dev/null || true)
-    if [ "$rc" = 0 ] && grep -Eq '^[0-9]+ passed, 0 failed$' <<<"$last"; then
+    if [ "$rc" = 0 ] && ci_passed_line "$work/$name.log"; then
         ran[$r]=${last%%,*}
     else
         echo "--- $name failed (status $rc, or the last line is not 'N passed, 0 failed'):"

@@ -24,6 +24,8 @@
 # Exits non-zero when a build step or the suite fails on any version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=.ci/lib.sh
+. .ci/lib.sh
 
 versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(3.13 3.10)
@@ -37,19 +39,7 @@ done
 t0=$SECONDS
 
 # --- Debian packages, installed only when missing --------------------------
-pkgs=(gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine wine64 unzip)
-missing=()
-for pkg in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    echo "installing: ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" >/dev/null
-fi
+ci_apt_install gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 wine wine64 unzip
 x86_64-w64-mingw32-gcc -dumpfullversion
 wine --version
 
@@ -136,10 +126,7 @@ echo "_core.pyd built: $((SECONDS - t0))s"
 mkdir "$work/run"
 cp -r tests examples pyproject.toml "$work/run/"
 
-export WINEPREFIX="$work/prefix" WINEDEBUG=-all WINEARCH=win64
-# No Mono or Gecko installer prompts (there is no display).
-export WINEDLLOVERRIDES="mscoree=;mshtml="
-timeout 180 wine winecfg /v win10 </dev/null 2>&1 | tr -d '\r'
+ci_wine_prefix "$work/prefix"
 echo "set-up: $((SECONDS - t0))s"
 
 status=0
