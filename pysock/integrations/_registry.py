@@ -117,7 +117,7 @@ SERVERS: tuple[Server, ...] = (
         extra="tornado",
         requirements=("tornado>=6.4,<6.7",),
         oldest=("tornado==6.4",),
-        tested="6.4.2, 6.6.1",
+        tested="6.4, 6.6.1",
     ),
 )
 

@@ -34,7 +34,7 @@ lingered without skipping TLS's close_notify) and non-TCP sockets.
 
 Each result goes to :func:`pysock.integrations.record` as ``"tornado"``.
 
-tornado internals relied on (checked against tornado 6.4.2 and 6.6.1):
+tornado internals relied on (checked against tornado 6.4 and 6.6.1):
 ``handle_stream(stream, address)`` is given the ``IOStream`` that
 ``TCPServer`` made (its class is switched to a subclass here);
 ``IOStream.close_fd()`` (the documented hook by which ``BaseIOStream.close``

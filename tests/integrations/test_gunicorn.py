@@ -23,8 +23,13 @@ def test_early_413_whole_with_the_worker_and_cut_without(
 
 
 def test_thread_worker_keeps_connections_alive() -> None:
-    # The sync worker closes every connection after one request.
-    scenarios.check_keepalive(gunicorn("gthread"))
+    # The sync worker closes every connection after one request.  gunicorn
+    # 26's gthread worker drops the second of two pipelined requests with
+    # its own close too (seen at 26.0.0, the oldest supported); 27 answers both.
+    import gunicorn as server
+
+    release = tuple(int(part) for part in server.__version__.split(".")[:2])
+    scenarios.check_keepalive(gunicorn("gthread"), pipelined=release >= (27, 0))
 
 
 @pytest.mark.parametrize("kind", KINDS)
