@@ -24,11 +24,23 @@ idle limit as short as the deadline (2 s both), a client stalled for 2 s
 under load ends the close as ``abortive/idle`` at the same moment, and a
 byte cap can end the close of a client that uploads fast (waitress's
 burst) as ``abortive/max_bytes``.  The misbehaving clients below send a
-little every 0.1 s, so no idle limit of a sane policy would end them
-either.
+little every 0.1 s (or 0.02 s), so no idle limit of a sane policy would
+end them either.
 
 ``SHORT = policy(2)`` is the deadline tests' policy; the shutdown tests
-use ``policy(3)`` and ``policy(6)``.
+use ``policy(3)`` and ``policy(6)``.  The disconnect test runs each server
+under the policy its test always had: SHORT for the asyncio servers, the
+default policy (no ``PYSOCK_DRAIN_*``) for the threaded ones.
+
+The readiness probe
+-------------------
+``start_server`` knows a server is up when a connection to it succeeds: it
+connects and closes without sending a byte.  The threaded servers'
+integrations log that connection's close (``graceful/eof, drained 0
+bytes``), the asyncio servers' do not (``Launcher.logs_probe``).  A test
+that asserts the exact list of a server's closes waits for the probe's
+close first (:func:`probe_closes`), so it is the first one logged, and
+expects exactly it in front of the test's own.
 """
 
 from __future__ import annotations
@@ -96,10 +108,13 @@ def need(module: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class Launcher:
     """Starts one server: ``argv(port, pysock)`` is its command line;
-    ``name`` is what its integration calls it in the log."""
+    ``name`` is what its integration calls it in the log; ``logs_probe``:
+    its integration logs the close of start_server's readiness probe (see
+    the module)."""
 
     name: str
     argv: Callable[[int, bool], list[str]]
+    logs_probe: bool = False
 
     def __call__(
         self,
@@ -112,6 +127,10 @@ class Launcher:
         return start_server(self.argv(port, pysock), port, env, cwd=ROOT, nofile=nofile)
 
 
+#: launch.py's threaded servers: their integrations log the readiness probe's close.
+THREADED = ("cheroot", "waitress", "socketserver")
+
+
 def launch_py(server: str, *extra: str) -> Launcher:
     """``launch.py SERVER --port N --debug [--pysock] EXTRA...``."""
 
@@ -119,7 +138,7 @@ def launch_py(server: str, *extra: str) -> Launcher:
         args = [sys.executable, LAUNCH, server, "--port", str(port), "--debug", *extra]
         return [*args, "--pysock"] if pysock else args
 
-    return Launcher(server, argv)
+    return Launcher(server, argv, logs_probe=server in THREADED)
 
 
 #: uvicorn's --http: its own protocol -> pysock's.
@@ -169,25 +188,42 @@ def gunicorn(kind: str, *extra: str) -> Launcher:
             "--chdir", HERE, *threads, *extra, app,
         ]  # fmt: skip
 
-    return Launcher("gunicorn", argv)
+    # The sync and gthread workers are threaded; the uvicorn ones are asyncio.
+    return Launcher("gunicorn", argv, logs_probe=not kind.startswith("uvicorn"))
 
 
 _CLOSE = re.compile(r"pysock-log: (\w+): (graceful|abortive)/(\w+), drained (\d+) bytes")
 
 
-def closes(output: str, *, idle: bool = True) -> list[tuple[str, str, str]]:
-    """The (server, how, reason) of each lingering close the server logged.
-
-    ``idle=False`` leaves out the closes of connections that sent nothing
-    (``graceful/eof``, 0 bytes drained), such as start_server's readiness
-    probe: the threaded servers' integrations log those, the asyncio
-    servers' do not."""
+def closes(output: str) -> list[tuple[str, str, str]]:
+    """The (server, how, reason) of each lingering close the server logged."""
     found = []
     for line in output.splitlines():
         m = _CLOSE.search(line)
-        if m and (idle or m.group(2, 3, 4) != ("graceful", "eof", "0")):
+        if m:
             found.append((m.group(1), m.group(2), m.group(3)))
     return found
+
+
+def probe_closes(
+    launch: Launcher, server: ServerProcess, bound: float = 5.0
+) -> list[tuple[str, str, str]]:
+    """The readiness probe's close as :func:`closes` lists it, ``[]`` for a
+    server whose integration does not log it (see the module).  For one
+    that does, waits until it is logged (at most ``bound`` s), before the
+    test's own connections, and checks that it is the one close logged so
+    far, ``<server>: graceful/eof, drained 0 bytes``."""
+    if not launch.logs_probe:
+        return []
+    end = time.monotonic() + bound
+    while True:
+        out = server.output()
+        found = [m.group(1, 2, 3, 4) for m in map(_CLOSE.search, out.splitlines()) if m]
+        if found or time.monotonic() > end:
+            break
+        time.sleep(0.05)
+    assert found == [(launch.name, "graceful", "eof", "0")], out
+    return [(launch.name, "graceful", "eof")]
 
 
 def _wait_for_close(server: ServerProcess, close: tuple[str, str, str], bound: float = 5.0) -> str:
@@ -211,18 +247,27 @@ def request_head(path: str, length: int) -> bytes:
     ).encode()
 
 
-def disconnect_mid_upload(port: int, path: str = "/", sent: int = MiB, reset: bool = False) -> None:
+def disconnect_mid_upload(
+    port: int, path: str = "/", sent: int = MiB, reset: bool = False, *, send_error_ok: bool = True
+) -> None:
     """Announce BODY bytes, send ``sent`` of them, then go away (FIN, or RST
-    with ``reset``) without reading anything."""
+    with ``reset``) without reading anything.  The body goes in 64 KiB
+    chunks, and a send error ends the sending (the server answered and
+    closed: fine); with ``send_error_ok=False`` the head and the ``sent``
+    bytes go in one ``sendall`` whose error fails the test: the server must
+    take them all (it drains, it never resets the connection)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
-        sock.sendall(request_head(path, BODY))
-        chunk = b"u" * 65536
-        for _ in range(sent // len(chunk)):
-            try:
-                sock.sendall(chunk)
-            except OSError:
-                break  # the server answered and closed: fine
+        if not send_error_ok:
+            sock.sendall(request_head(path, BODY) + b"u" * sent)
+        else:
+            sock.sendall(request_head(path, BODY))
+            chunk = b"u" * 65536
+            for _ in range(sent // len(chunk)):
+                try:
+                    sock.sendall(chunk)
+                except OSError:
+                    break  # the server answered and closed: fine
         if reset:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
     finally:
@@ -230,29 +275,42 @@ def disconnect_mid_upload(port: int, path: str = "/", sent: int = MiB, reset: bo
 
 
 class NeverReads:
-    """A client that uploads forever, 1 KiB every 0.1 s (so no idle limit
-    ends it), and never reads its response.
+    """A client that uploads forever, 1 KiB every ``interval`` s (0.1 s: no
+    idle limit ends it), and never reads its response.
 
+    Its head announces ``length`` body bytes (BODY, 8 MiB: the upload goes
+    on for minutes at these rates; ``1 << 40``: it could never end).
     ``rcvbuf`` is its receive buffer: the default is big enough for the
     whole response, so a threaded server's blocking write completes and the
     server goes on to close; a small one leaves most of the response
-    undelivered.  ``burst`` bytes of the body go at once first.  ``ended``
-    is set when a send fails (the server reset the connection);
+    undelivered.  ``burst`` bytes of the body go at once first.
+    ``started`` is taken once connected, before the head is sent.
+    ``ended`` is set when a send fails (the server reset the connection);
     ``response_arrived()`` peeks at the receive queue for the status line."""
 
-    def __init__(self, port: int, path: str = "/", rcvbuf: int = 2 * MiB, burst: int = 0) -> None:
+    def __init__(
+        self,
+        port: int,
+        path: str = "/",
+        rcvbuf: int = 2 * MiB,
+        burst: int = 0,
+        *,
+        interval: float = 0.1,
+        length: int = BODY,
+    ) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(10)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(request_head(path, BODY))
+        self.started = time.monotonic()
+        self.length = length
+        self.sock.sendall(request_head(path, length))
         self.sent = 0
         if burst:
             self.sock.sendall(b"u" * burst)
             self.sent = burst
-        self.interval = 0.1
+        self.interval = interval
         self.chunk = b"u" * 1024
-        self.started = time.monotonic()
         self.ended = threading.Event()
         self.end_time: float | None = None
         self.error: BaseException | None = None
@@ -261,7 +319,7 @@ class NeverReads:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set() and self.sent < BODY - len(self.chunk):
+        while not self._stop.is_set() and self.sent < self.length - len(self.chunk):
             try:
                 self.sock.sendall(self.chunk)
             except OSError as exc:
@@ -478,17 +536,24 @@ def check_websocket(launch: Launcher, path: str = "/") -> None:
 
 
 def check_disconnect_mid_upload(
-    launch: Launcher, path: str = "/", *, reset_traceback: bool = False
+    launch: Launcher,
+    path: str = "/",
+    *,
+    env: Mapping[str, str] | None = None,
+    send_error_ok: bool = True,
+    reset_traceback: bool = False,
 ) -> None:
     """Clients that vanish mid-upload (a FIN, a RST) leave the server
     serving: later uploads are whole, and no lingering close failed.
     Nothing raised in the server, unless ``reset_traceback``: the server
     reports a client's reset with a traceback of its own (http.server's
     handler writing to a reset connection), and none may pass through
-    pysock."""
-    with launch(True, SHORT) as server:
-        disconnect_mid_upload(server.port, path)
-        disconnect_mid_upload(server.port, path, reset=True)
+    pysock.  ``env``: the policy (None: the default one);
+    ``send_error_ok=False``: the clients' 1 MiB must go through, a send
+    error fails the test (see :func:`disconnect_mid_upload`)."""
+    with launch(True, env) as server:
+        disconnect_mid_upload(server.port, path, send_error_ok=send_error_ok)
+        disconnect_mid_upload(server.port, path, reset=True, send_error_ok=send_error_ok)
         whole, total, errors = run_cell("httpx", server.url + path, 3)
         assert (whole, total) == (3, 3), errors
         assert keepalive_gets(server.port, 1) == [(200, SMALL)]
@@ -507,14 +572,21 @@ def check_never_reading_client(
     rcvbuf: int = 2 * MiB,
     page: bytes | None = None,
     burst: int = 0,
+    interval: float = 0.1,
+    length: int = BODY,
 ) -> None:
     """A client that trickles its upload forever and never reads: the
     lingering close ends at the short policy's deadline (2 s) with a reset,
-    logged as such; the server serves meanwhile.  ``page``: the response
-    that sat whole in the client's receive queue before the reset (with
-    the default ``rcvbuf``, which holds it)."""
+    logged as such, and it is the only close logged besides the readiness
+    probe's (see the module); the server serves meanwhile.  ``page``: the
+    response that sat whole in the client's receive queue before the reset
+    (with the default ``rcvbuf``, which holds it).  ``rcvbuf``, ``burst``,
+    ``interval``, ``length``: the client's (see :class:`NeverReads`)."""
     with launch(True, SHORT) as server:
-        client = NeverReads(server.port, path, rcvbuf=rcvbuf, burst=burst)
+        probe = probe_closes(launch, server)
+        client = NeverReads(
+            server.port, path, rcvbuf=rcvbuf, burst=burst, interval=interval, length=length
+        )
         try:
             assert client.response_arrived(), "no 413 arrived\n" + server.output()
             assert client.ended.wait(20), "the lingering close outlived the 2 s deadline by 18 s"
@@ -526,7 +598,7 @@ def check_never_reading_client(
                 assert client.read_response() == (413, page)
             deadline = (launch.name, "abortive", "timeout")
             out = _wait_for_close(server, deadline)
-            assert closes(out, idle=False) == [deadline], out
+            assert closes(out) == [*probe, deadline], out
             assert keepalive_gets(server.port, 1) == [(200, SMALL)]
         finally:
             client.close()

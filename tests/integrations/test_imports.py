@@ -140,9 +140,12 @@ INTERNALS = {
 @pytest.mark.parametrize("name", list(INTERNALS))
 def test_missing_internals_fail_at_import(name: str) -> None:
     """A server release without the internals an integration reaches into:
-    a clear ImportError at startup, never a silent plain close."""
+    a clear ImportError at startup, never a silent plain close.  Without
+    the server, gunicorn's case is skipped (failed with
+    PYSOCK_REQUIRE_INTEGRATION=1); the others fail, as they always did."""
     server = by_name(name)
-    need(name)
+    if name == "gunicorn":
+        need(name)
     prepare, missing = INTERNALS[name]
     text = import_fails(server.module, prepare)
     assert missing in text and f"pysock-linger[{server.extra}]" in text, text

@@ -55,12 +55,16 @@ def test_websocket_unchanged(http: str) -> None:
 
 @pytest.mark.parametrize("http", HTTP)
 def test_client_disconnects_mid_upload(http: str) -> None:
-    scenarios.check_disconnect_mid_upload(uvicorn(http), "/close")
+    scenarios.check_disconnect_mid_upload(
+        uvicorn(http), "/close", env=scenarios.SHORT, send_error_ok=False
+    )
 
 
 @pytest.mark.parametrize("http", HTTP)
 def test_never_reading_client_deadline(http: str) -> None:
-    scenarios.check_never_reading_client(uvicorn(http), "/close", rcvbuf=4096)
+    scenarios.check_never_reading_client(
+        uvicorn(http), "/close", rcvbuf=4096, interval=0.02, length=1 << 40
+    )
 
 
 @pytest.mark.parametrize("loop", LOOPS)
